@@ -201,6 +201,12 @@ impl BrokerProcess {
             let log = OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
             let listener = format!("127.0.0.1:{}", self.port);
             let mut cmd = Command::new(&bin);
+            // Only the flags below configure the broker: drop FLUXO_* settings from the environment.
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("FLUXO_") {
+                    cmd.env_remove(key);
+                }
+            }
             cmd.arg("--listener").arg(&listener);
             cmd.arg("--advertised-listener").arg(&listener);
             cmd.arg("--data-dir").arg(self.data_dir());

@@ -123,6 +123,7 @@ fn pipelined_requests_are_answered_in_order() {
     let mut client = broker.client();
     client.create_topic("pipe", 1);
     let id = client.topic_id("pipe");
+    let idle = client.create_topic("idle", 1);
     // Encode everything first, write it in one go, then read all responses.
     let mut wire = Vec::new();
     let mut expected = Vec::new();
@@ -130,8 +131,8 @@ fn pipelined_requests_are_answered_in_order() {
         wire.extend_from_slice(&framed(&encoded.1));
         expected.push((key, version, encoded.0));
     };
-    // A long poll first: a faster request queued behind it must not overtake it.
-    push(ApiKey::Fetch, 12, client.encode(12, &fetch_request(12, "pipe", id, 0, 0, 500, 1)));
+    // A long poll (on a topic nobody writes) first: faster requests queued behind it must not overtake it.
+    push(ApiKey::Fetch, 12, client.encode(12, &fetch_request(12, "idle", idle, 0, 0, 500, 1)));
     for v in 0..=4 {
         let req = ApiVersionsRequest::default();
         let req = if v >= 3 { req.with_client_software_name(sb("t")).with_client_software_version(sb("1")) } else { req };
@@ -151,7 +152,7 @@ fn pipelined_requests_are_answered_in_order() {
             ApiKey::Fetch => {
                 let resp = decode_response::<FetchRequest>(frame, version, correlation_id);
                 let p = single_fetch_partition(&resp, &format!("pipelined Fetch v{version}"));
-                let expect = if i == 0 { 0 } else { 2 }; // the first fetch precedes the produce
+                let expect = if i == 0 { 0 } else { 2 }; // the idle long poll, then a fetch after the produce
                 assert_eq!(decode_records(&p.records).len(), expect, "pipelined Fetch #{i}: records");
             }
             ApiKey::ApiVersions => assert_eq!(decode_response::<ApiVersionsRequest>(frame, version, correlation_id).error_code, 0),
@@ -166,6 +167,26 @@ fn pipelined_requests_are_answered_in_order() {
     }
 }
 
+
+#[test]
+fn pipelined_requests_are_processed_in_order() {
+    // Kafka protocol guide: "requests will be processed in the order they are sent". A long poll
+    // pipelined before a produce on the same connection must not see that produce's records.
+    let broker = BrokerProcess::start();
+    let mut client = broker.client();
+    let id = client.create_topic("order", 1);
+    let (fetch_id, fetch) = client.encode(12, &fetch_request(12, "order", id, 0, 0, 1000, 1));
+    let (produce_id, produce) = client.encode(12, &produce_request(12, "order", id, 0, encode_batch(&sample_records("o", 1)), -1));
+    client.write_raw(&[framed(&fetch), framed(&produce)].concat()).unwrap();
+    let resp = decode_response::<FetchRequest>(client.read_frame().unwrap(), 12, fetch_id);
+    let p = single_fetch_partition(&resp, "long poll pipelined before a produce");
+    assert!(
+        decode_records(&p.records).is_empty(),
+        "the long poll returned records of the produce pipelined after it (requests processed out of order)"
+    );
+    let resp = decode_response::<ProduceRequest>(client.read_frame().unwrap(), 12, produce_id);
+    assert_eq!(single_produce_partition(&resp, "produce after the long poll").base_offset, 0);
+}
 
 #[test]
 fn many_concurrent_connections() {
