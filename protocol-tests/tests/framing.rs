@@ -97,6 +97,16 @@ fn garbage_and_truncated_requests_close_the_connection() {
     body.put_i32(1000);
     body.put_i32(1_000_000);
     expect_rejected(&mut broker, "Produce v3 with a huge topic count", &framed(&raw_request(0, 3, 11, false, &body)));
+    // Array counts of i32::MAX must not make the broker allocate for them (or abort trying).
+    body.truncate(body.len() - 4);
+    body.put_i32(i32::MAX);
+    expect_rejected(&mut broker, "Produce v3 with topic count i32::MAX", &framed(&raw_request(0, 3, 12, false, &body)));
+    let mut metadata = Vec::new();
+    metadata.put_i32(i32::MAX);
+    expect_rejected(&mut broker, "Metadata v1 with topic count i32::MAX", &framed(&raw_request(3, 1, 13, false, &metadata)));
+    let mut compact = vec![0xfe, 0xff, 0xff, 0xff, 0x07]; // unsigned varint 2^31 - 2 as the compact array length
+    compact.push(0);
+    expect_rejected(&mut broker, "Metadata v12 with a compact topic count near 2^31", &framed(&raw_request(3, 12, 14, true, &compact)));
 }
 
 #[test]
