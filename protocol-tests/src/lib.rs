@@ -26,8 +26,7 @@ use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 pub use kafka_protocol;
@@ -124,7 +123,11 @@ pub struct BrokerOptions {
 
 impl Default for BrokerOptions {
     fn default() -> Self {
-        Self { num_partitions: 1, auto_create_topics: false, max_frame_bytes: None }
+        Self {
+            num_partitions: 1,
+            auto_create_topics: false,
+            max_frame_bytes: None,
+        }
     }
 }
 
@@ -137,7 +140,11 @@ pub struct BrokerProcess {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl BrokerProcess {
@@ -148,8 +155,16 @@ impl BrokerProcess {
 
     /// Starts a broker with the given options and waits until it accepts connections.
     pub fn start_with(options: BrokerOptions) -> Self {
-        let dir = tempfile::Builder::new().prefix("fluxo-pt-").tempdir().unwrap();
-        let mut broker = Self { child: None, port: free_port(), dir, options };
+        let dir = tempfile::Builder::new()
+            .prefix("fluxo-pt-")
+            .tempdir()
+            .unwrap();
+        let mut broker = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            options,
+        };
         broker.spawn();
         broker
     }
@@ -192,13 +207,21 @@ impl BrokerProcess {
     /// Spawns the binary on the same data dir; tries a fresh port if the current one is taken.
     fn spawn(&mut self) {
         let bin = fluxo_bin();
-        assert!(bin.exists(), "broker binary {} not found (set FLUXO_BIN)", bin.display());
+        assert!(
+            bin.exists(),
+            "broker binary {} not found (set FLUXO_BIN)",
+            bin.display()
+        );
         let mut last_error = String::new();
         for attempt in 0..3 {
             if attempt > 0 {
                 self.port = free_port();
             }
-            let log = OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+            let log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path())
+                .unwrap();
             let listener = format!("127.0.0.1:{}", self.port);
             let mut cmd = Command::new(&bin);
             // Only the flags below configure the broker: drop FLUXO_* settings from the environment.
@@ -210,19 +233,29 @@ impl BrokerProcess {
             cmd.arg("--listener").arg(&listener);
             cmd.arg("--advertised-listener").arg(&listener);
             cmd.arg("--data-dir").arg(self.data_dir());
-            cmd.arg("--num-partitions").arg(self.options.num_partitions.to_string());
-            cmd.arg("--auto-create-topics").arg(self.options.auto_create_topics.to_string());
+            cmd.arg("--num-partitions")
+                .arg(self.options.num_partitions.to_string());
+            cmd.arg("--auto-create-topics")
+                .arg(self.options.auto_create_topics.to_string());
             if let Some(max) = self.options.max_frame_bytes {
                 cmd.arg("--max-frame-bytes").arg(max.to_string());
             }
-            cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-            self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display())));
+            cmd.stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            self.child = Some(
+                cmd.spawn()
+                    .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display())),
+            );
             match self.wait_ready() {
                 Ok(()) => return,
                 Err(e) => last_error = e,
             }
         }
-        panic!("broker failed to start: {last_error}\n--- broker log ---\n{}", self.log_tail());
+        panic!(
+            "broker failed to start: {last_error}\n--- broker log ---\n{}",
+            self.log_tail()
+        );
     }
 
     /// Polls until the broker accepts TCP connections; Err if it exits or the deadline passes.
@@ -251,7 +284,10 @@ impl BrokerProcess {
         let child = self.child.as_mut().expect("broker is not running");
         if let Some(status) = child.try_wait().unwrap() {
             self.child = None;
-            panic!("broker died: {status}\n--- broker log ---\n{}", self.log_tail());
+            panic!(
+                "broker died: {status}\n--- broker log ---\n{}",
+                self.log_tail()
+            );
         }
     }
 
@@ -268,7 +304,10 @@ impl BrokerProcess {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("broker ignored SIGTERM for {START_TIMEOUT:?}\n{}", self.log_tail());
+                panic!(
+                    "broker ignored SIGTERM for {START_TIMEOUT:?}\n{}",
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -277,19 +316,29 @@ impl BrokerProcess {
     /// Stops the broker with SIGTERM (asserting exit code 0) and starts it again on the same data dir.
     pub fn restart(&mut self) {
         let status = self.stop();
-        assert!(status.success(), "broker exit status after SIGTERM: {status}\n{}", self.log_tail());
+        assert!(
+            status.success(),
+            "broker exit status after SIGTERM: {status}\n{}",
+            self.log_tail()
+        );
         self.spawn();
     }
 }
 
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let exited = child.try_wait().ok().flatten();
         let _ = child.kill();
         let _ = child.wait();
         if std::thread::panicking() {
-            eprintln!("--- broker log (port {}) ---\n{}", self.port, self.log_tail());
+            eprintln!(
+                "--- broker log (port {}) ---\n{}",
+                self.port,
+                self.log_tail()
+            );
         } else if let Some(status) = exited {
             panic!("broker died during the test: {status}\n{}", self.log_tail());
         }
@@ -310,7 +359,10 @@ impl Client {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Self { stream, next_correlation_id: 1 }
+        Self {
+            stream,
+            next_correlation_id: 1,
+        }
     }
 
     /// The underlying socket, e.g. to change timeouts or shut it down.
@@ -342,14 +394,18 @@ impl Client {
     /// Sends `req` at `version`; returns its correlation id.
     pub fn send<R: Request>(&mut self, version: i16, req: &R) -> i32 {
         let (correlation_id, buf) = self.encode(version, req);
-        self.write_frame(&buf).unwrap_or_else(|e| panic!("send {:?} v{version}: {e}", api_key::<R>()));
+        self.write_frame(&buf)
+            .unwrap_or_else(|e| panic!("send {:?} v{version}: {e}", api_key::<R>()));
         correlation_id
     }
 
     /// Reads the next response and decodes it as the response to `R` at `version`.
     pub fn receive<R: Request>(&mut self, version: i16, correlation_id: i32) -> R::Response {
         let frame = self.read_frame().unwrap_or_else(|e| {
-            panic!("{:?} v{version}: no response (correlation id {correlation_id}): {e}", api_key::<R>())
+            panic!(
+                "{:?} v{version}: no response (correlation id {correlation_id}): {e}",
+                api_key::<R>()
+            )
         });
         decode_response::<R>(frame, version, correlation_id)
     }
@@ -380,7 +436,10 @@ impl Client {
         self.stream.read_exact(&mut len)?;
         let len = i32::from_be_bytes(len);
         if !(0..=256 << 20).contains(&len) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad response length {len}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad response length {len}"),
+            ));
         }
         let mut buf = vec![0u8; len as usize];
         self.stream.read_exact(&mut buf)?;
@@ -392,8 +451,15 @@ impl Client {
         let mut buf = [0u8; 1024];
         match self.stream.read(&mut buf) {
             Ok(0) => {}
-            Ok(n) => panic!("{context}: expected the connection to close, got {n} bytes: {:02x?}", &buf[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => {}
+            Ok(n) => panic!(
+                "{context}: expected the connection to close, got {n} bytes: {:02x?}",
+                &buf[..n]
+            ),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                ) => {}
             Err(e) => panic!("{context}: expected the connection to close, got {e}"),
         }
     }
@@ -408,17 +474,32 @@ pub fn decode_response<R: Request>(frame: Bytes, version: i16, correlation_id: i
     let api = api_key::<R>();
     let mut buf = frame.clone();
     let header_version = R::Response::header_version(version);
-    let header = ResponseHeader::decode(&mut buf, header_version)
-        .unwrap_or_else(|e| panic!("{api:?} v{version}: response header v{header_version}: {e:#}; frame {frame:02x?}"));
-    assert_eq!(header.correlation_id, correlation_id, "{api:?} v{version}: correlation id");
-    let body = R::Response::decode(&mut buf, version)
-        .unwrap_or_else(|e| panic!("{api:?} v{version}: response body does not decode: {e:#}; frame {frame:02x?}"));
-    assert_eq!(buf.remaining(), 0, "{api:?} v{version}: trailing bytes after the response body; frame {frame:02x?}");
+    let header = ResponseHeader::decode(&mut buf, header_version).unwrap_or_else(|e| {
+        panic!("{api:?} v{version}: response header v{header_version}: {e:#}; frame {frame:02x?}")
+    });
+    assert_eq!(
+        header.correlation_id, correlation_id,
+        "{api:?} v{version}: correlation id"
+    );
+    let body = R::Response::decode(&mut buf, version).unwrap_or_else(|e| {
+        panic!("{api:?} v{version}: response body does not decode: {e:#}; frame {frame:02x?}")
+    });
+    assert_eq!(
+        buf.remaining(),
+        0,
+        "{api:?} v{version}: trailing bytes after the response body; frame {frame:02x?}"
+    );
     body
 }
 
 /// Encodes a request header by hand (for versions kafka-protocol cannot encode): header v1, or v2 when `flexible`.
-pub fn raw_request(api_key: i16, version: i16, correlation_id: i32, flexible: bool, body: &[u8]) -> Vec<u8> {
+pub fn raw_request(
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    flexible: bool,
+    body: &[u8],
+) -> Vec<u8> {
     let mut buf = Vec::new();
     buf.put_i16(api_key);
     buf.put_i16(version);
@@ -444,11 +525,19 @@ pub fn topic_name(s: &str) -> TopicName {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// A plain record (offset and sequence are assigned when a batch is encoded).
-pub fn record(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, Option<&[u8]>)], timestamp: i64) -> Record {
+pub fn record(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[(&str, Option<&[u8]>)],
+    timestamp: i64,
+) -> Record {
     Record {
         transactional: false,
         control: false,
@@ -479,7 +568,11 @@ pub fn sample_records(tag: &str, n: usize) -> Vec<Record> {
             let idx = i.to_string();
             let headers: Vec<(&str, Option<&[u8]>)> = match i % 3 {
                 0 => vec![],
-                1 => vec![("idx", Some(idx.as_bytes())), ("empty", Some(b"")), ("null", None)],
+                1 => vec![
+                    ("idx", Some(idx.as_bytes())),
+                    ("empty", Some(b"")),
+                    ("null", None),
+                ],
                 _ => vec![("idx", Some(idx.as_bytes()))],
             };
             let key = (i % 4 != 3).then_some(key.as_bytes());
@@ -495,11 +588,21 @@ pub fn encode_batch(records: &[Record]) -> Bytes {
 }
 
 /// Encodes `records` as one idempotent batch for `producer_id`/`epoch` starting at `base_sequence`.
-pub fn encode_idempotent_batch(records: &[Record], producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+pub fn encode_idempotent_batch(
+    records: &[Record],
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Bytes {
     encode_batch_with(records, producer_id, epoch, base_sequence)
 }
 
-fn encode_batch_with(records: &[Record], producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+fn encode_batch_with(
+    records: &[Record],
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Bytes {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -512,10 +615,17 @@ fn encode_batch_with(records: &[Record], producer_id: i64, epoch: i16, base_sequ
         })
         .collect();
     let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
     RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
     let buf = buf.freeze();
-    assert_eq!(raw_batches(&buf).len(), 1, "records did not encode into a single batch");
+    assert_eq!(
+        raw_batches(&buf).len(),
+        1,
+        "records did not encode into a single batch"
+    );
     buf
 }
 
@@ -550,7 +660,8 @@ pub fn decode_records(records: &Option<Bytes>) -> Vec<Record> {
     let mut out = Vec::new();
     for batch in raw_batches(bytes) {
         let mut buf = batch.clone();
-        let set = RecordBatchDecoder::decode(&mut buf).unwrap_or_else(|e| panic!("fetched batch does not decode: {e:#}"));
+        let set = RecordBatchDecoder::decode(&mut buf)
+            .unwrap_or_else(|e| panic!("fetched batch does not decode: {e:#}"));
         out.extend(set.records);
     }
     out
@@ -560,35 +671,62 @@ pub fn decode_records(records: &Option<Bytes>) -> Vec<Record> {
 pub fn assert_records_eq(actual: &[Record], expected: &[Record], first_offset: i64, context: &str) {
     assert_eq!(actual.len(), expected.len(), "{context}: record count");
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert_eq!(a.offset, first_offset + i as i64, "{context}: offset of record {i}");
+        assert_eq!(
+            a.offset,
+            first_offset + i as i64,
+            "{context}: offset of record {i}"
+        );
         assert_eq!(a.key, e.key, "{context}: key of record {i}");
         assert_eq!(a.value, e.value, "{context}: value of record {i}");
         assert_eq!(a.headers, e.headers, "{context}: headers of record {i}");
-        assert_eq!(a.timestamp, e.timestamp, "{context}: timestamp of record {i}");
+        assert_eq!(
+            a.timestamp, e.timestamp,
+            "{context}: timestamp of record {i}"
+        );
     }
 }
 
 /// Asserts a fetched raw batch is the produced one byte for byte, except its base offset and leader epoch.
 pub fn assert_batch_bytes_eq(fetched: &[u8], produced: &[u8], base_offset: i64, context: &str) {
-    assert_eq!(batch_base_offset(fetched), base_offset, "{context}: batch base offset");
+    assert_eq!(
+        batch_base_offset(fetched),
+        base_offset,
+        "{context}: batch base offset"
+    );
     assert_eq!(fetched.len(), produced.len(), "{context}: batch length");
     assert_eq!(fetched[16], 2, "{context}: magic");
-    assert!(fetched[17..] == produced[17..], "{context}: batch bytes (crc onwards) differ from what was produced");
+    assert!(
+        fetched[17..] == produced[17..],
+        "{context}: batch bytes (crc onwards) differ from what was produced"
+    );
 }
 
 /// Splits a records blob into batches and returns (base offset, record count) of each.
 pub fn batch_summary(records: &Option<Bytes>) -> Vec<(i64, i32)> {
     records
         .as_ref()
-        .map(|r| raw_batches(r).iter().map(|b| (batch_base_offset(b), batch_record_count(b))).collect())
+        .map(|r| {
+            raw_batches(r)
+                .iter()
+                .map(|b| (batch_base_offset(b), batch_record_count(b)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// A ProduceRequest for one partition at `version` (by name below v13, by topic id from v13).
-pub fn produce_request(version: i16, topic: &str, topic_id: Uuid, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
-    let mut data = TopicProduceData::default().with_partition_data(vec![PartitionProduceData::default()
-        .with_index(partition)
-        .with_records(Some(records))]);
+pub fn produce_request(
+    version: i16,
+    topic: &str,
+    topic_id: Uuid,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> ProduceRequest {
+    let mut data =
+        TopicProduceData::default().with_partition_data(vec![PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(Some(records))]);
     if version >= 13 {
         data.topic_id = topic_id;
     } else {
@@ -602,7 +740,15 @@ pub fn produce_request(version: i16, topic: &str, topic_id: Uuid, partition: i32
 }
 
 /// A FetchRequest for one partition at `version` (by name below v13, by topic id from v13).
-pub fn fetch_request(version: i16, topic: &str, topic_id: Uuid, partition: i32, offset: i64, max_wait_ms: i32, min_bytes: i32) -> FetchRequest {
+pub fn fetch_request(
+    version: i16,
+    topic: &str,
+    topic_id: Uuid,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> FetchRequest {
     let mut t = FetchTopic::default().with_partitions(vec![FetchPartition::default()
         .with_partition(partition)
         .with_fetch_offset(offset)
@@ -621,16 +767,36 @@ pub fn fetch_request(version: i16, topic: &str, topic_id: Uuid, partition: i32, 
 
 /// The only partition of the only topic in a fetch response (panics otherwise).
 pub fn single_fetch_partition(resp: &FetchResponse, context: &str) -> PartitionData {
-    assert_eq!(resp.error_code, code::NONE, "{context}: top-level fetch error");
-    assert_eq!(resp.responses.len(), 1, "{context}: topics in fetch response");
-    assert_eq!(resp.responses[0].partitions.len(), 1, "{context}: partitions in fetch response");
+    assert_eq!(
+        resp.error_code,
+        code::NONE,
+        "{context}: top-level fetch error"
+    );
+    assert_eq!(
+        resp.responses.len(),
+        1,
+        "{context}: topics in fetch response"
+    );
+    assert_eq!(
+        resp.responses[0].partitions.len(),
+        1,
+        "{context}: partitions in fetch response"
+    );
     resp.responses[0].partitions[0].clone()
 }
 
 /// The only partition result of a produce response (panics otherwise).
 pub fn single_produce_partition(resp: &ProduceResponse, context: &str) -> PartitionProduceResponse {
-    assert_eq!(resp.responses.len(), 1, "{context}: topics in produce response");
-    assert_eq!(resp.responses[0].partition_responses.len(), 1, "{context}: partitions in produce response");
+    assert_eq!(
+        resp.responses.len(),
+        1,
+        "{context}: topics in produce response"
+    );
+    assert_eq!(
+        resp.responses[0].partition_responses.len(),
+        1,
+        "{context}: partitions in produce response"
+    );
     resp.responses[0].partition_responses[0].clone()
 }
 
@@ -638,13 +804,20 @@ pub fn single_produce_partition(resp: &ProduceResponse, context: &str) -> Partit
 impl Client {
     /// Creates `name` with `partitions` partitions (CreateTopics v7) and returns its topic id.
     pub fn create_topic(&mut self, name: &str, partitions: i32) -> Uuid {
-        let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(name))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)]);
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic_name(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)]);
         let resp = self.call(7, &req);
         let t = &resp.topics[0];
-        assert_eq!(t.error_code, code::NONE, "create topic {name}: {:?}", t.error_message);
+        assert_eq!(
+            t.error_code,
+            code::NONE,
+            "create topic {name}: {:?}",
+            t.error_message
+        );
         assert!(!t.topic_id.is_nil(), "create topic {name}: nil topic id");
         t.topic_id
     }
@@ -652,9 +825,13 @@ impl Client {
     /// Metadata (v12) for the given topics, or all topics when `None`.
     pub fn metadata(&mut self, topics: Option<&[&str]>) -> MetadataResponse {
         let topics = topics.map(|ts| {
-            ts.iter().map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t)))).collect()
+            ts.iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
+                .collect()
         });
-        let req = MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(false);
+        let req = MetadataRequest::default()
+            .with_topics(topics)
+            .with_allow_auto_topic_creation(false);
         self.call(12, &req)
     }
 
@@ -673,29 +850,49 @@ impl Client {
     }
 
     /// Produces one records blob with acks=-1 (Produce v12) and returns the partition result.
-    pub fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> PartitionProduceResponse {
-        let resp = self.call(12, &produce_request(12, topic, Uuid::nil(), partition, records, -1));
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+    ) -> PartitionProduceResponse {
+        let resp = self.call(
+            12,
+            &produce_request(12, topic, Uuid::nil(), partition, records, -1),
+        );
         single_produce_partition(&resp, &format!("produce to {topic}/{partition}"))
     }
 
     /// Produces and asserts success; returns the base offset.
     pub fn produce_ok(&mut self, topic: &str, partition: i32, records: Bytes) -> i64 {
         let p = self.produce(topic, partition, records);
-        assert_eq!(p.error_code, code::NONE, "produce to {topic}/{partition}: {:?}", p.error_message);
+        assert_eq!(
+            p.error_code,
+            code::NONE,
+            "produce to {topic}/{partition}: {:?}",
+            p.error_message
+        );
         p.base_offset
     }
 
     /// Fetches from `offset` without waiting (Fetch v12) and returns the partition data.
     pub fn fetch(&mut self, topic: &str, partition: i32, offset: i64) -> PartitionData {
-        let resp = self.call(12, &fetch_request(12, topic, Uuid::nil(), partition, offset, 0, 0));
+        let resp = self.call(
+            12,
+            &fetch_request(12, topic, Uuid::nil(), partition, offset, 0, 0),
+        );
         single_fetch_partition(&resp, &format!("fetch {topic}/{partition}@{offset}"))
     }
 
     /// ListOffsets (v10) for one partition at `timestamp` (-1 latest, -2 earliest, -3 max timestamp).
     pub fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> (i16, i64, i64) {
-        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)])]);
         let resp = self.call(10, &req);
         let p = &resp.topics[0].partitions[0];
         (p.error_code, p.offset, p.timestamp)
@@ -710,7 +907,9 @@ impl Client {
 
     /// A fresh idempotent producer id and epoch (InitProducerId v5).
     pub fn init_producer_id(&mut self) -> (i64, i16) {
-        let req = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000);
         let resp = self.call(5, &req);
         assert_eq!(resp.error_code, code::NONE, "InitProducerId");
         (resp.producer_id.0, resp.producer_epoch)

@@ -8,17 +8,24 @@ use protocol_tests::*;
 fn request(version: i16) -> ApiVersionsRequest {
     let req = ApiVersionsRequest::default();
     if version >= 3 {
-        req.with_client_software_name(sb("fluxo-protocol-tests")).with_client_software_version(sb("0.1.0"))
+        req.with_client_software_name(sb("fluxo-protocol-tests"))
+            .with_client_software_version(sb("0.1.0"))
     } else {
         req
     }
 }
 
 fn assert_table(resp: &ApiVersionsResponse, context: &str) {
-    let mut got: Vec<(i16, i16, i16)> =
-        resp.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+    let mut got: Vec<(i16, i16, i16)> = resp
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, k.min_version, k.max_version))
+        .collect();
     got.sort();
-    let want: Vec<(i16, i16, i16)> = ADVERTISED.iter().map(|(k, min, max)| (*k as i16, *min, *max)).collect();
+    let want: Vec<(i16, i16, i16)> = ADVERTISED
+        .iter()
+        .map(|(k, min, max)| (*k as i16, *min, *max))
+        .collect();
     assert_eq!(got, want, "{context}: advertised (api key, min, max)");
 }
 
@@ -28,7 +35,11 @@ fn every_version_lists_exactly_the_advertised_apis() {
     let mut client = broker.client();
     for version in versions(ApiKey::ApiVersions) {
         let resp = client.call(version, &request(version));
-        assert_eq!(resp.error_code, code::NONE, "ApiVersions v{version}: error code");
+        assert_eq!(
+            resp.error_code,
+            code::NONE,
+            "ApiVersions v{version}: error code"
+        );
         assert_table(&resp, &format!("ApiVersions v{version}"));
         assert_eq!(resp.throttle_time_ms, 0, "ApiVersions v{version}: throttle");
     }
@@ -39,7 +50,10 @@ fn every_advertised_version_is_encodable_by_the_client_library() {
     // Guards the test suite itself: each advertised range must be within kafka-protocol's.
     for (key, min, max) in ADVERTISED {
         let lib = key.valid_versions();
-        assert!(lib.min <= *min && *max <= lib.max, "{key:?} {min}..={max} outside kafka-protocol's {lib}");
+        assert!(
+            lib.min <= *min && *max <= lib.max,
+            "{key:?} {min}..={max} outside kafka-protocol's {lib}"
+        );
     }
 }
 
@@ -48,24 +62,51 @@ fn unsupported_api_versions(client: &mut Client, version: i16) {
     let mut body = Vec::new();
     request(4).encode(&mut body, 4).unwrap();
     let correlation_id = client.next_correlation_id();
-    client.write_frame(&raw_request(18, version, correlation_id, true, &body)).unwrap();
-    let frame = client.read_frame().unwrap_or_else(|e| panic!("ApiVersions v{version}: no response: {e}"));
+    client
+        .write_frame(&raw_request(18, version, correlation_id, true, &body))
+        .unwrap();
+    let frame = client
+        .read_frame()
+        .unwrap_or_else(|e| panic!("ApiVersions v{version}: no response: {e}"));
     // Response header v0 (correlation id only), then a v0 body.
     let mut buf: Bytes = frame.clone();
-    assert!(buf.len() >= 4, "ApiVersions v{version}: short frame {frame:02x?}");
+    assert!(
+        buf.len() >= 4,
+        "ApiVersions v{version}: short frame {frame:02x?}"
+    );
     let got_id = i32::from_be_bytes(buf[..4].try_into().unwrap());
-    assert_eq!(got_id, correlation_id, "ApiVersions v{version}: correlation id");
+    assert_eq!(
+        got_id, correlation_id,
+        "ApiVersions v{version}: correlation id"
+    );
     buf = buf.slice(4..);
-    let resp = ApiVersionsResponse::decode(&mut buf, 0)
-        .unwrap_or_else(|e| panic!("ApiVersions v{version}: response is not a v0 body: {e:#}; frame {frame:02x?}"));
-    assert!(buf.is_empty(), "ApiVersions v{version}: trailing bytes after v0 body; frame {frame:02x?}");
-    assert_eq!(resp.error_code, code::UNSUPPORTED_VERSION, "ApiVersions v{version}: error code");
+    let resp = ApiVersionsResponse::decode(&mut buf, 0).unwrap_or_else(|e| {
+        panic!("ApiVersions v{version}: response is not a v0 body: {e:#}; frame {frame:02x?}")
+    });
+    assert!(
+        buf.is_empty(),
+        "ApiVersions v{version}: trailing bytes after v0 body; frame {frame:02x?}"
+    );
+    assert_eq!(
+        resp.error_code,
+        code::UNSUPPORTED_VERSION,
+        "ApiVersions v{version}: error code"
+    );
     let own = resp.api_keys.iter().find(|k| k.api_key == 18);
-    let own = own.unwrap_or_else(|| panic!("ApiVersions v{version}: ApiVersions missing from the api list: {resp:?}"));
-    assert_eq!((own.min_version, own.max_version), (0, 4), "ApiVersions v{version}: ApiVersions range");
+    let own = own.unwrap_or_else(|| {
+        panic!("ApiVersions v{version}: ApiVersions missing from the api list: {resp:?}")
+    });
+    assert_eq!(
+        (own.min_version, own.max_version),
+        (0, 4),
+        "ApiVersions v{version}: ApiVersions range"
+    );
     for k in &resp.api_keys {
         assert!(
-            ADVERTISED.iter().any(|(key, min, max)| (*key as i16, *min, *max) == (k.api_key, k.min_version, k.max_version)),
+            ADVERTISED
+                .iter()
+                .any(|(key, min, max)| (*key as i16, *min, *max)
+                    == (k.api_key, k.min_version, k.max_version)),
             "ApiVersions v{version}: listed {k:?} is not in the advertised table"
         );
     }
@@ -93,22 +134,42 @@ fn unsupported_version_of(broker: &mut BrokerProcess, key: ApiKey, version: i16,
     let mut client = broker.client();
     let correlation_id = client.next_correlation_id();
     let flexible = key.request_header_version(version) >= 2;
-    client.write_frame(&raw_request(key as i16, version, correlation_id, flexible, body)).unwrap();
+    client
+        .write_frame(&raw_request(
+            key as i16,
+            version,
+            correlation_id,
+            flexible,
+            body,
+        ))
+        .unwrap();
     match client.read_frame() {
         Ok(frame) => {
             assert!(frame.len() >= 4, "{context}: short frame {frame:02x?}");
             let got_id = i32::from_be_bytes(frame[..4].try_into().unwrap());
-            assert_eq!(got_id, correlation_id, "{context}: correlation id of the error response");
-            assert!(body_contains_error_35(&frame), "{context}: response without error code 35: {frame:02x?}");
+            assert_eq!(
+                got_id, correlation_id,
+                "{context}: correlation id of the error response"
+            );
+            assert!(
+                body_contains_error_35(&frame),
+                "{context}: response without error code 35: {frame:02x?}"
+            );
         }
         Err(e) => assert!(
-            matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset),
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ),
             "{context}: expected a response or a closed connection, got {e}"
         ),
     }
     broker.assert_running();
     let resp = broker.client().call(3, &request(3));
-    assert_table(&resp, &format!("ApiVersions on a new connection after {context}"));
+    assert_table(
+        &resp,
+        &format!("ApiVersions on a new connection after {context}"),
+    );
 }
 
 /// Whether the body holds the error code 35 as a big-endian i16. (Decoding an unknown body
@@ -135,10 +196,14 @@ fn unsupported_versions_of_other_apis_are_rejected_and_broker_keeps_serving() {
     unsupported_version_of(&mut broker, ApiKey::Metadata, 99, &metadata_body);
     // Fetch v3 (below 4) and v18 (above 17, but the client library speaks it).
     let mut fetch_body = Vec::new();
-    fetch_request(4, "t", Uuid::nil(), 0, 0, 0, 0).encode(&mut fetch_body, 4).unwrap();
+    fetch_request(4, "t", Uuid::nil(), 0, 0, 0, 0)
+        .encode(&mut fetch_body, 4)
+        .unwrap();
     unsupported_version_of(&mut broker, ApiKey::Fetch, 3, &fetch_body);
     let mut fetch18 = Vec::new();
-    fetch_request(18, "t", Uuid::nil(), 0, 0, 0, 0).encode(&mut fetch18, 18).unwrap();
+    fetch_request(18, "t", Uuid::nil(), 0, 0, 0, 0)
+        .encode(&mut fetch18, 18)
+        .unwrap();
     unsupported_version_of(&mut broker, ApiKey::Fetch, 18, &fetch18);
     // InitProducerId v6 (advertised up to 5).
     let mut init6 = Vec::new();

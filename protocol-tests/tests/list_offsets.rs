@@ -12,10 +12,18 @@ fn request(topic: &str, partition: i32, timestamp: i64, isolation_level: i8) -> 
         .with_timeout_ms(0)
         .with_topics(vec![ListOffsetsTopic::default()
             .with_name(topic_name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])])
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(timestamp)])])
 }
 
-fn list(client: &mut Client, version: i16, topic: &str, partition: i32, timestamp: i64) -> ListOffsetsPartitionResponse {
+fn list(
+    client: &mut Client,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> ListOffsetsPartitionResponse {
     let resp = client.call(version, &request(topic, partition, timestamp, 0));
     let ctx = format!("ListOffsets v{version} {topic}/{partition} ts={timestamp}");
     assert_eq!(resp.topics.len(), 1, "{ctx}: topics");
@@ -31,7 +39,11 @@ fn setup(client: &mut Client, topic: &str) -> i64 {
     client.create_topic(topic, 1);
     let t0 = now_ms() - 60_000;
     let rec = |ts: i64| record(Some(b"k"), Some(format!("v{ts}").as_bytes()), &[], ts);
-    for batch in [vec![rec(t0), rec(t0 + 1)], vec![rec(t0 + 1000), rec(t0 + 5000), rec(t0 + 1002)], vec![rec(t0 + 2000)]] {
+    for batch in [
+        vec![rec(t0), rec(t0 + 1)],
+        vec![rec(t0 + 1000), rec(t0 + 5000), rec(t0 + 1002)],
+        vec![rec(t0 + 2000)],
+    ] {
         client.produce_ok(topic, 0, encode_batch(&batch));
     }
     t0
@@ -47,11 +59,23 @@ fn every_version_earliest_and_latest() {
         for (topic, earliest, latest) in [("lo", 0, 6), ("empty", 0, 0)] {
             let ctx = format!("ListOffsets v{version} {topic}");
             let p = list(&mut client, version, topic, 0, -2);
-            assert_eq!((p.error_code, p.offset), (code::NONE, earliest), "{ctx}: earliest (-2) (error, offset)");
+            assert_eq!(
+                (p.error_code, p.offset),
+                (code::NONE, earliest),
+                "{ctx}: earliest (-2) (error, offset)"
+            );
             let p = list(&mut client, version, topic, 0, -1);
-            assert_eq!((p.error_code, p.offset), (code::NONE, latest), "{ctx}: latest (-1) (error, offset)");
+            assert_eq!(
+                (p.error_code, p.offset),
+                (code::NONE, latest),
+                "{ctx}: latest (-1) (error, offset)"
+            );
             if version >= 4 {
-                assert!(p.leader_epoch >= -1, "{ctx}: leader epoch {}", p.leader_epoch);
+                assert!(
+                    p.leader_epoch >= -1,
+                    "{ctx}: leader epoch {}",
+                    p.leader_epoch
+                );
             }
         }
     }
@@ -65,7 +89,11 @@ fn every_version_read_committed_latest_is_the_last_stable_offset() {
     for version in 2..=max_version(ApiKey::ListOffsets) {
         let resp = client.call(version, &request("lso", 0, -1, 1));
         let p = &resp.topics[0].partitions[0];
-        assert_eq!((p.error_code, p.offset), (code::NONE, 6), "ListOffsets v{version} read_committed latest");
+        assert_eq!(
+            (p.error_code, p.offset),
+            (code::NONE, 6),
+            "ListOffsets v{version} read_committed latest"
+        );
     }
 }
 
@@ -121,8 +149,16 @@ fn every_version_unknown_topic_and_partition() {
     client.create_topic("one", 1);
     for version in versions(ApiKey::ListOffsets) {
         let p = list(&mut client, version, "nope", 0, -1);
-        assert_eq!(p.error_code, code::UNKNOWN_TOPIC_OR_PARTITION, "ListOffsets v{version}: unknown topic");
+        assert_eq!(
+            p.error_code,
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            "ListOffsets v{version}: unknown topic"
+        );
         let p = list(&mut client, version, "one", 1, -1);
-        assert_eq!(p.error_code, code::UNKNOWN_TOPIC_OR_PARTITION, "ListOffsets v{version}: unknown partition");
+        assert_eq!(
+            p.error_code,
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            "ListOffsets v{version}: unknown partition"
+        );
     }
 }

@@ -16,7 +16,10 @@ fn every_version_appends_at_the_next_offset_and_data_reads_back() {
         let (b1, b2) = (encode_batch(&first), encode_batch(&second));
         let mut base = Vec::new();
         for batch in [&b1, &b2] {
-            let resp = client.call(version, &produce_request(version, &topic, id, 1, batch.clone(), -1));
+            let resp = client.call(
+                version,
+                &produce_request(version, &topic, id, 1, batch.clone(), -1),
+            );
             assert_eq!(resp.responses.len(), 1, "{ctx}: topics");
             let t = &resp.responses[0];
             if version >= 13 {
@@ -26,19 +29,39 @@ fn every_version_appends_at_the_next_offset_and_data_reads_back() {
             }
             let p = single_produce_partition(&resp, &ctx);
             assert_eq!(p.index, 1, "{ctx}: partition index");
-            assert_eq!(p.error_code, code::NONE, "{ctx}: error ({:?})", p.error_message);
-            assert_eq!(p.log_append_time_ms, -1, "{ctx}: log_append_time_ms for CreateTime topics");
+            assert_eq!(
+                p.error_code,
+                code::NONE,
+                "{ctx}: error ({:?})",
+                p.error_message
+            );
+            assert_eq!(
+                p.log_append_time_ms, -1,
+                "{ctx}: log_append_time_ms for CreateTime topics"
+            );
             if version >= 5 {
                 assert_eq!(p.log_start_offset, 0, "{ctx}: log_start_offset");
             }
             if version >= 8 {
-                assert!(p.record_errors.is_empty(), "{ctx}: record errors {:?}", p.record_errors);
+                assert!(
+                    p.record_errors.is_empty(),
+                    "{ctx}: record errors {:?}",
+                    p.record_errors
+                );
             }
             base.push(p.base_offset);
         }
-        assert_eq!(base, vec![0, 3], "{ctx}: base offsets of two batches (3 then 4 records)");
+        assert_eq!(
+            base,
+            vec![0, 3],
+            "{ctx}: base offsets of two batches (3 then 4 records)"
+        );
         assert_eq!(client.log_end_offset(&topic, 1), 7, "{ctx}: log end offset");
-        assert_eq!(client.log_end_offset(&topic, 0), 0, "{ctx}: other partition untouched");
+        assert_eq!(
+            client.log_end_offset(&topic, 0),
+            0,
+            "{ctx}: other partition untouched"
+        );
 
         let data = client.fetch(&topic, 1, 0);
         assert_eq!(data.error_code, code::NONE, "{ctx}: fetch back");
@@ -57,19 +80,34 @@ fn acks_1_and_multiple_partitions_in_one_request() {
     let broker = BrokerProcess::start();
     let mut client = broker.client();
     client.create_topic("multi", 3);
-    let batches: Vec<_> = (0..3).map(|p| encode_batch(&sample_records(&format!("p{p}"), p + 1))).collect();
+    let batches: Vec<_> = (0..3)
+        .map(|p| encode_batch(&sample_records(&format!("p{p}"), p + 1)))
+        .collect();
     let mut req = produce_request(12, "multi", Uuid::nil(), 0, batches[0].clone(), 1);
     for p in 1..3 {
         let extra = produce_request(12, "multi", Uuid::nil(), p as i32, batches[p].clone(), 1);
-        req.topic_data[0].partition_data.push(extra.topic_data[0].partition_data[0].clone());
+        req.topic_data[0]
+            .partition_data
+            .push(extra.topic_data[0].partition_data[0].clone());
     }
     let resp = client.call(12, &req);
-    let mut parts: Vec<(i32, i16, i64)> =
-        resp.responses[0].partition_responses.iter().map(|p| (p.index, p.error_code, p.base_offset)).collect();
+    let mut parts: Vec<(i32, i16, i64)> = resp.responses[0]
+        .partition_responses
+        .iter()
+        .map(|p| (p.index, p.error_code, p.base_offset))
+        .collect();
     parts.sort();
-    assert_eq!(parts, vec![(0, 0, 0), (1, 0, 0), (2, 0, 0)], "Produce v12 acks=1 to three partitions");
+    assert_eq!(
+        parts,
+        vec![(0, 0, 0), (1, 0, 0), (2, 0, 0)],
+        "Produce v12 acks=1 to three partitions"
+    );
     for p in 0..3 {
-        assert_eq!(client.log_end_offset("multi", p), p as i64 + 1, "log end offset of partition {p}");
+        assert_eq!(
+            client.log_end_offset("multi", p),
+            p as i64 + 1,
+            "log end offset of partition {p}"
+        );
     }
 }
 
@@ -82,14 +120,30 @@ fn acks_0_gets_no_response() {
         let before = client.log_end_offset("acks0", 0);
         let id = client.topic_id("acks0");
         let records = sample_records("acks0", 2);
-        client.send(version, &produce_request(version, "acks0", id, 0, encode_batch(&records), 0));
+        client.send(
+            version,
+            &produce_request(version, "acks0", id, 0, encode_batch(&records), 0),
+        );
         // The next response on this connection must belong to the next request.
         let correlation_id = client.send(0, &ApiVersionsRequest::default());
         let resp = client.receive::<ApiVersionsRequest>(0, correlation_id);
-        assert_eq!(resp.error_code, code::NONE, "Produce v{version} acks=0: following ApiVersions");
-        assert_eq!(client.log_end_offset("acks0", 0), before + 2, "Produce v{version} acks=0: records appended");
+        assert_eq!(
+            resp.error_code,
+            code::NONE,
+            "Produce v{version} acks=0: following ApiVersions"
+        );
+        assert_eq!(
+            client.log_end_offset("acks0", 0),
+            before + 2,
+            "Produce v{version} acks=0: records appended"
+        );
         let data = client.fetch("acks0", 0, before);
-        assert_records_eq(&decode_records(&data.records), &records, before, &format!("Produce v{version} acks=0"));
+        assert_records_eq(
+            &decode_records(&data.records),
+            &records,
+            before,
+            &format!("Produce v{version} acks=0"),
+        );
     }
 }
 
@@ -102,16 +156,41 @@ fn every_version_rejects_unknown_topic_and_partition() {
     for version in versions(ApiKey::Produce) {
         let ctx = format!("Produce v{version}");
         if version < 13 {
-            let resp = client.call(version, &produce_request(version, "unknown-topic", Uuid::nil(), 0, batch.clone(), -1));
-            assert_eq!(single_produce_partition(&resp, &ctx).error_code, code::UNKNOWN_TOPIC_OR_PARTITION, "{ctx}: unknown topic");
+            let resp = client.call(
+                version,
+                &produce_request(version, "unknown-topic", Uuid::nil(), 0, batch.clone(), -1),
+            );
+            assert_eq!(
+                single_produce_partition(&resp, &ctx).error_code,
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                "{ctx}: unknown topic"
+            );
         } else {
-            let resp = client.call(version, &produce_request(version, "", Uuid::new_v4(), 0, batch.clone(), -1));
-            assert_eq!(single_produce_partition(&resp, &ctx).error_code, code::UNKNOWN_TOPIC_ID, "{ctx}: unknown topic id");
+            let resp = client.call(
+                version,
+                &produce_request(version, "", Uuid::new_v4(), 0, batch.clone(), -1),
+            );
+            assert_eq!(
+                single_produce_partition(&resp, &ctx).error_code,
+                code::UNKNOWN_TOPIC_ID,
+                "{ctx}: unknown topic id"
+            );
         }
-        let resp = client.call(version, &produce_request(version, "known", id, 2, batch.clone(), -1));
-        assert_eq!(single_produce_partition(&resp, &ctx).error_code, code::UNKNOWN_TOPIC_OR_PARTITION, "{ctx}: partition 2 of 2");
+        let resp = client.call(
+            version,
+            &produce_request(version, "known", id, 2, batch.clone(), -1),
+        );
+        assert_eq!(
+            single_produce_partition(&resp, &ctx).error_code,
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            "{ctx}: partition 2 of 2"
+        );
     }
-    assert_eq!(client.topic_metadata("unknown-topic").error_code, code::UNKNOWN_TOPIC_OR_PARTITION, "produce must not auto-create");
+    assert_eq!(
+        client.topic_metadata("unknown-topic").error_code,
+        code::UNKNOWN_TOPIC_OR_PARTITION,
+        "produce must not auto-create"
+    );
     assert_eq!(client.log_end_offset("known", 0), 0);
     assert_eq!(client.log_end_offset("known", 1), 0);
 }
@@ -127,17 +206,36 @@ fn corrupted_crc_is_rejected_and_log_unchanged() {
         let mut bad = encode_batch(&sample_records("bad", 3)).to_vec();
         let last = bad.len() - 1;
         bad[last] ^= 0xff; // flip bits in the last record: the CRC no longer matches
-        let resp = client.call(version, &produce_request(version, "crc", id, 0, bad.into(), -1));
+        let resp = client.call(
+            version,
+            &produce_request(version, "crc", id, 0, bad.into(), -1),
+        );
         let p = single_produce_partition(&resp, &format!("Produce v{version}"));
-        assert_eq!(p.error_code, code::CORRUPT_MESSAGE, "Produce v{version}: corrupted CRC");
-        assert_eq!(client.log_end_offset("crc", 0), 2, "Produce v{version}: log end offset after a corrupt batch");
+        assert_eq!(
+            p.error_code,
+            code::CORRUPT_MESSAGE,
+            "Produce v{version}: corrupted CRC"
+        );
+        assert_eq!(
+            client.log_end_offset("crc", 0),
+            2,
+            "Produce v{version}: log end offset after a corrupt batch"
+        );
     }
     // A CRC field that is itself wrong (data intact).
     let mut bad = encode_batch(&sample_records("bad", 1)).to_vec();
     bad[17] ^= 0x01;
-    assert_eq!(client.produce("crc", 0, bad.into()).error_code, code::CORRUPT_MESSAGE, "wrong CRC field");
+    assert_eq!(
+        client.produce("crc", 0, bad.into()).error_code,
+        code::CORRUPT_MESSAGE,
+        "wrong CRC field"
+    );
     assert_eq!(client.log_end_offset("crc", 0), 2);
-    assert_eq!(client.produce_ok("crc", 0, encode_batch(&sample_records("after", 1))), 2, "a good batch still appends at 2");
+    assert_eq!(
+        client.produce_ok("crc", 0, encode_batch(&sample_records("after", 1))),
+        2,
+        "a good batch still appends at 2"
+    );
 }
 
 #[test]
@@ -154,22 +252,35 @@ fn malformed_record_sets_are_rejected() {
     magic1[16] = 1;
     // Truncated batch.
     let truncated = good.slice(..good.len() - 5);
-    for (what, bytes) in [("over-long batch length", long), ("magic 1", magic1), ("truncated batch", truncated.to_vec())] {
+    for (what, bytes) in [
+        ("over-long batch length", long),
+        ("magic 1", magic1),
+        ("truncated batch", truncated.to_vec()),
+    ] {
         let p = client.produce("malformed", 0, bytes.into());
         assert!(
             [code::CORRUPT_MESSAGE, code::INVALID_REQUEST, 43, 87].contains(&p.error_code),
             "{what}: expected CORRUPT_MESSAGE (2), INVALID_REQUEST (42), UNSUPPORTED_FOR_MESSAGE_FORMAT (43) or INVALID_RECORD (87), got {}",
             p.error_code
         );
-        assert_eq!(client.log_end_offset("malformed", 0), 0, "{what}: log end offset");
+        assert_eq!(
+            client.log_end_offset("malformed", 0),
+            0,
+            "{what}: log end offset"
+        );
     }
     // Null records for a partition.
-    let mut req: ProduceRequest = produce_request(12, "malformed", Uuid::nil(), 0, good.clone(), -1);
+    let mut req: ProduceRequest =
+        produce_request(12, "malformed", Uuid::nil(), 0, good.clone(), -1);
     req.topic_data[0].partition_data[0].records = None;
     let p = single_produce_partition(&client.call(12, &req), "null records");
     assert_ne!(p.error_code, code::NONE, "null records must not succeed");
     assert_eq!(client.log_end_offset("malformed", 0), 0);
-    assert_eq!(client.produce_ok("malformed", 0, good), 0, "connection and partition still usable");
+    assert_eq!(
+        client.produce_ok("malformed", 0, good),
+        0,
+        "connection and partition still usable"
+    );
 }
 
 #[test]
@@ -177,13 +288,29 @@ fn pipelined_produces_get_ordered_offsets_and_responses() {
     let broker = BrokerProcess::start();
     let mut client = broker.client();
     client.create_topic("pipe", 1);
-    let batches: Vec<_> = (0..20).map(|i| encode_batch(&sample_records(&format!("pipe{i}"), 1 + i % 3))).collect();
-    let ids: Vec<i32> =
-        batches.iter().map(|b| client.send(12, &produce_request(12, "pipe", Uuid::nil(), 0, b.clone(), -1))).collect();
+    let batches: Vec<_> = (0..20)
+        .map(|i| encode_batch(&sample_records(&format!("pipe{i}"), 1 + i % 3)))
+        .collect();
+    let ids: Vec<i32> = batches
+        .iter()
+        .map(|b| {
+            client.send(
+                12,
+                &produce_request(12, "pipe", Uuid::nil(), 0, b.clone(), -1),
+            )
+        })
+        .collect();
     let mut expected = 0;
     for (i, id) in ids.into_iter().enumerate() {
-        let p = single_produce_partition(&client.receive::<ProduceRequest>(12, id), "pipelined produce");
-        assert_eq!((p.error_code, p.base_offset), (0, expected), "pipelined produce #{i}");
+        let p = single_produce_partition(
+            &client.receive::<ProduceRequest>(12, id),
+            "pipelined produce",
+        );
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, expected),
+            "pipelined produce #{i}"
+        );
         expected += 1 + (i as i64) % 3;
     }
     let data = client.fetch("pipe", 0, 0);
