@@ -220,6 +220,9 @@ class Broker:
 # ---------------------------------------------------------------------------
 
 def pytest_configure(config):
+    # kafka-python loads its protocol schemas through deprecated importlib APIs
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:kafka.*")
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:importlib.*")
     if not config.pluginmanager.hasplugin("timeout"):
         config.addinivalue_line("markers", "timeout(seconds): per-test timeout (pytest-timeout)")
 
