@@ -291,6 +291,41 @@ impl BrokerProcess {
         }
     }
 
+    /// Asserts the broker process is alive and answers ApiVersions on a new connection;
+    /// `context` says what just happened (for the failure message).
+    pub fn assert_serving(&mut self, context: &str) {
+        let outcome = (|| -> io::Result<()> {
+            let mut client = Client::try_connect(self.addr())?;
+            let (correlation_id, req) = client.encode(0, &ApiVersionsRequest::default());
+            client.write_frame(&req)?;
+            let frame = client.read_frame()?;
+            let resp = decode_response::<ApiVersionsRequest>(frame, 0, correlation_id);
+            assert_eq!(resp.error_code, code::NONE, "ApiVersions after {context}");
+            Ok(())
+        })();
+        if let Err(e) = outcome {
+            // Give a dying process a moment to be reaped so its exit status can be reported.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut status = None;
+            while let Some(child) = self.child.as_mut() {
+                status = child.try_wait().unwrap();
+                if status.is_some() || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let state = match status {
+                Some(s) => {
+                    self.child = None;
+                    format!("the broker process exited: {s}")
+                }
+                None => "the broker process is still running".to_string(),
+            };
+            panic!("after {context}: broker not serving a new connection ({e}); {state}\n--- broker log ---\n{}", self.log_tail());
+        }
+        self.assert_running();
+    }
+
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
         self.assert_running();
@@ -334,8 +369,9 @@ impl Drop for BrokerProcess {
         let _ = child.kill();
         let _ = child.wait();
         if std::thread::panicking() {
+            let state = exited.map_or("running".to_string(), |s| format!("had exited: {s}"));
             eprintln!(
-                "--- broker log (port {}) ---\n{}",
+                "--- broker (port {}) {state}; log ---\n{}",
                 self.port,
                 self.log_tail()
             );
@@ -354,15 +390,19 @@ pub struct Client {
 impl Client {
     /// Connects to `addr` with read/write timeouts of [`IO_TIMEOUT`].
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Self {
+        Self::try_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+    }
+
+    /// Like [`Client::connect`], returning the error instead of panicking.
+    pub fn try_connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
             stream,
             next_correlation_id: 1,
-        }
+        })
     }
 
     /// The underlying socket, e.g. to change timeouts or shut it down.

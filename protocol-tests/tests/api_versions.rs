@@ -209,7 +209,7 @@ fn unsupported_versions_of_other_apis_are_rejected_and_broker_keeps_serving() {
     let mut init6 = Vec::new();
     kafka_protocol::messages::InitProducerIdRequest::default()
         .with_transactional_id(None)
-        .encode(&mut init6, 6)
+        .encode(&mut init6, 5) // the library cannot encode v6 requests; the body is never read
         .unwrap();
     unsupported_version_of(&mut broker, ApiKey::InitProducerId, 6, &init6);
 }

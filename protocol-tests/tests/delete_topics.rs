@@ -25,7 +25,7 @@ fn delete_by_name(client: &mut Client, version: i16, name: &str) -> DeletableTop
     assert_eq!(
         r.name.as_ref().map(|n| n.0.as_str()),
         Some(name),
-        "DeleteTopics v{version}: result name"
+        "DeleteTopics v{version}: result name in {r:?}"
     );
     r
 }

@@ -7,29 +7,13 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use protocol_tests::*;
 
-/// Asserts the broker is alive and serves ApiVersions on a new connection.
-fn assert_serving(broker: &mut BrokerProcess, after: &str) {
-    broker.assert_running();
-    let resp = broker.client().call(
-        3,
-        &ApiVersionsRequest::default()
-            .with_client_software_name(sb("t"))
-            .with_client_software_version(sb("1")),
-    );
-    assert_eq!(
-        resp.error_code,
-        code::NONE,
-        "ApiVersions on a new connection after {after}"
-    );
-}
-
 /// Writes `bytes` on a fresh connection and asserts the broker closes it, then that it still serves.
 fn expect_rejected(broker: &mut BrokerProcess, what: &str, bytes: &[u8]) {
     let mut client = broker.client();
     // The broker may reset the connection before everything is written; that is fine.
     let _ = client.write_raw(bytes);
     client.expect_closed(what);
-    assert_serving(broker, what);
+    broker.assert_serving(what);
 }
 
 fn metadata_v1_request(correlation_id: i32) -> BytesMut {
@@ -171,28 +155,84 @@ fn garbage_and_truncated_requests_close_the_connection() {
         "Produce v3 with a huge topic count",
         &framed(&raw_request(0, 3, 11, false, &body)),
     );
-    // Array counts of i32::MAX must not make the broker allocate for them (or abort trying).
-    body.truncate(body.len() - 4);
-    body.put_i32(i32::MAX);
-    expect_rejected(
-        &mut broker,
+}
+
+/// Array counts of about 2^31 must not make the broker allocate for them (or abort trying):
+/// each case gets its own broker so every failing one is reported.
+fn huge_count(what: &str, frame: Vec<u8>) {
+    let mut broker = BrokerProcess::start();
+    expect_rejected(&mut broker, what, &framed(&frame));
+}
+
+#[test]
+fn huge_array_count_in_produce() {
+    let mut body = Vec::new();
+    body.put_i16(-1); // transactional id: null
+    body.put_i16(-1); // acks
+    body.put_i32(1000); // timeout
+    body.put_i32(i32::MAX); // topic count
+    huge_count(
         "Produce v3 with topic count i32::MAX",
-        &framed(&raw_request(0, 3, 12, false, &body)),
+        raw_request(0, 3, 12, false, &body),
     );
-    let mut metadata = Vec::new();
-    metadata.put_i32(i32::MAX);
-    expect_rejected(
-        &mut broker,
+}
+
+#[test]
+fn huge_array_count_in_metadata() {
+    huge_count(
         "Metadata v1 with topic count i32::MAX",
-        &framed(&raw_request(3, 1, 13, false, &metadata)),
+        raw_request(3, 1, 13, false, &i32::MAX.to_be_bytes()),
     );
-    let mut compact = vec![0xfe, 0xff, 0xff, 0xff, 0x07]; // unsigned varint 2^31 - 2 as the compact array length
-    compact.push(0);
-    expect_rejected(
-        &mut broker,
+}
+
+#[test]
+fn huge_compact_array_count_in_metadata() {
+    // Unsigned varint 2^31 - 2 as the compact array length (count + 1), then nothing.
+    let body = [0xfe, 0xff, 0xff, 0xff, 0x07, 0];
+    huge_count(
         "Metadata v12 with a compact topic count near 2^31",
-        &framed(&raw_request(3, 12, 14, true, &compact)),
+        raw_request(3, 12, 14, true, &body),
     );
+}
+
+#[test]
+fn huge_record_count_in_a_batch() {
+    // A valid batch whose record count claims i32::MAX records (CRC fixed up so only the count is wrong).
+    let mut broker = BrokerProcess::start();
+    let mut client = broker.client();
+    client.create_topic("count", 1);
+    let mut batch = encode_batch(&sample_records("c", 2)).to_vec();
+    batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    let p = client.produce("count", 0, batch.into());
+    assert_ne!(
+        p.error_code,
+        code::NONE,
+        "a batch claiming i32::MAX records must be rejected"
+    );
+    assert_eq!(
+        client.log_end_offset("count", 0),
+        0,
+        "log end offset after the bad batch"
+    );
+    broker.assert_serving("a batch with record count i32::MAX");
+}
+
+/// CRC-32C (Castagnoli), as used by record batches.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
 
 #[test]
@@ -204,16 +244,13 @@ fn abandoned_connections_do_not_hurt() {
         client.write_raw(&frame[..cut]).unwrap();
         client.stream().shutdown(std::net::Shutdown::Both).unwrap();
         drop(client);
-        assert_serving(
-            &mut broker,
-            &format!("a client disconnected after {cut} bytes"),
-        );
+        broker.assert_serving(&format!("a client disconnected after {cut} bytes"));
     }
     // A connection that sends a request and closes without reading the answer.
     let mut client = broker.client();
     client.write_frame(&metadata_v1_request(1)).unwrap();
     drop(client);
-    assert_serving(&mut broker, "a client closed before reading its response");
+    broker.assert_serving("a client closed before reading its response");
 }
 
 #[test]
@@ -296,7 +333,7 @@ fn pipelined_requests_are_answered_in_order() {
                 decode_response::<MetadataRequest>(frame, version, correlation_id)
                     .topics
                     .len(),
-                1
+                2 // "pipe" and "idle"
             ),
             ApiKey::DescribeCluster => assert_eq!(
                 decode_response::<DescribeClusterRequest>(frame, version, correlation_id)
@@ -385,7 +422,7 @@ fn many_concurrent_connections() {
             "partition {p}: every produce got a distinct offset"
         );
     }
-    assert_serving(&mut broker, "16 concurrent connections");
+    broker.assert_serving("16 concurrent connections");
 }
 
 #[test]
