@@ -1,6 +1,11 @@
 //! Produce (0): offsets and data at every version, topic ids (v13), acks=0, errors, CRC checks.
 
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ProduceRequest};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, CreateTopicsRequest, ProduceRequest};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
 use protocol_tests::*;
 
 #[test]
@@ -319,4 +324,149 @@ fn pipelined_produces_get_ordered_offsets_and_responses() {
     for (i, (f, b)) in fetched.iter().zip(&batches).enumerate() {
         assert_eq!(&f[17..], &b[17..], "batch {i} bytes");
     }
+}
+
+#[test]
+fn invalid_acks_and_oversized_batches_are_rejected() {
+    let broker = BrokerProcess::start();
+    let mut client = broker.client();
+    client.create_topic("acks", 1);
+    let batch = encode_batch(&sample_records("a", 1));
+    for acks in [2, -2, 5] {
+        let resp = client.call(
+            12,
+            &produce_request(12, "acks", Uuid::nil(), 0, batch.clone(), acks),
+        );
+        let p = single_produce_partition(&resp, &format!("acks={acks}"));
+        assert_eq!(p.error_code, 21, "acks={acks}: INVALID_REQUIRED_ACKS");
+    }
+    assert_eq!(
+        client.log_end_offset("acks", 0),
+        0,
+        "nothing appended with invalid acks"
+    );
+
+    // A batch larger than the topic's max.message.bytes: MESSAGE_TOO_LARGE (10).
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(topic_name("small"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(sb("max.message.bytes"))
+            .with_value(Some(sb("1000")))])]);
+    assert_eq!(
+        client.call(7, &req).topics[0].error_code,
+        code::NONE,
+        "create topic with max.message.bytes=1000"
+    );
+    let big = vec![b'x'; 2000];
+    let p = client.produce(
+        "small",
+        0,
+        encode_batch(&[record(None, Some(&big), &[], now_ms())]),
+    );
+    assert_eq!(
+        p.error_code, 10,
+        "2000-byte batch with max.message.bytes=1000: MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(client.log_end_offset("small", 0), 0);
+    assert_eq!(
+        client.produce_ok("small", 0, encode_batch(&sample_records("s", 1))),
+        0,
+        "a small batch still fits"
+    );
+}
+
+#[test]
+fn compressed_batches_are_stored_and_returned_verbatim() {
+    // A gzip batch (deflate "stored" blocks, so no compression library is needed): the broker
+    // must accept it, assign offsets for every inner record, and return it byte for byte.
+    let broker = BrokerProcess::start();
+    let mut client = broker.client();
+    client.create_topic("gz", 1);
+    let plain = sample_records("plain", 2);
+    let zipped = sample_records("gzip", 5);
+    client.produce_ok("gz", 0, encode_batch(&plain));
+    let batch = encode_gzip_batch(&zipped);
+    assert_eq!(
+        client.produce_ok("gz", 0, batch.clone()),
+        2,
+        "gzip batch base offset"
+    );
+    assert_eq!(
+        client.log_end_offset("gz", 0),
+        7,
+        "log end offset counts the compressed records"
+    );
+    let data = client.fetch("gz", 0, 2);
+    let fetched = raw_batches(data.records.as_ref().unwrap());
+    assert_batch_bytes_eq(&fetched[0], &batch, 2, "gzip batch");
+    let mut buf = fetched[0].clone();
+    let set =
+        RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(gunzip_stored)).unwrap();
+    assert_eq!(set.compression, Compression::Gzip);
+    assert_records_eq(&set.records, &zipped, 2, "gzip batch records");
+}
+
+fn encode_gzip_batch(records: &[Record]) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            ..r.clone()
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::Gzip,
+    };
+    let compressor =
+        |plain: &mut BytesMut, out: &mut BytesMut, _: Compression| -> anyhow::Result<()> {
+            out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+            let chunks: Vec<&[u8]> = plain.chunks(65535).collect();
+            for (i, chunk) in chunks.iter().enumerate() {
+                out.put_u8((i + 1 == chunks.len()) as u8); // BFINAL, BTYPE=00 (stored)
+                out.put_u16_le(chunk.len() as u16);
+                out.put_u16_le(!(chunk.len() as u16));
+                out.extend_from_slice(chunk);
+            }
+            out.put_u32_le(kafka_protocol::records::IEEE.checksum(plain));
+            out.put_u32_le(plain.len() as u32);
+            Ok(())
+        };
+    RecordBatchEncoder::encode_with_custom_compression(
+        &mut buf,
+        &records,
+        &options,
+        Some(compressor),
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn gunzip_stored(data: &mut Bytes, compression: Compression) -> anyhow::Result<Bytes> {
+    anyhow::ensure!(
+        compression == Compression::Gzip,
+        "unexpected {compression:?}"
+    );
+    anyhow::ensure!(
+        data.len() >= 18 && data[..4] == [0x1f, 0x8b, 8, 0],
+        "not a plain gzip member"
+    );
+    let mut pos = 10;
+    let mut out = Vec::new();
+    loop {
+        let header = data[pos];
+        anyhow::ensure!(header & 0b110 == 0, "not a stored deflate block");
+        let len = u16::from_le_bytes([data[pos + 1], data[pos + 2]]) as usize;
+        out.extend_from_slice(&data[pos + 5..pos + 5 + len]);
+        pos += 5 + len;
+        if header & 1 == 1 {
+            break;
+        }
+    }
+    Ok(out.into())
 }
