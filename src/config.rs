@@ -1,0 +1,277 @@
+//! Broker settings: defaults, a YAML file, environment variables and flags, in
+//! rising order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+/// Everything the broker can be configured with. Keys in YAML are the field names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This broker's node id, as clients see it in metadata.
+    pub node_id: i32,
+    /// Address the Kafka listener binds to.
+    pub listener: String,
+    /// `host:port` clients are told to connect to.
+    pub advertised_listener: String,
+    /// Directory holding the RocksDB database.
+    pub data_dir: PathBuf,
+    /// Create a topic when a client asks for metadata of or produces to an unknown one.
+    pub auto_create_topics: bool,
+    /// Partition count of auto-created topics and of CreateTopics asking for the default.
+    pub num_partitions: i32,
+    /// Largest request frame accepted, in bytes; larger frames close the connection.
+    pub max_frame_bytes: usize,
+    /// fsync the write-ahead log before acknowledging (group-committed across producers).
+    pub fsync: bool,
+    /// Log filter (`info`, `debug`, `fluxo=trace,…`); `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// Log format: `plain` or `json`.
+    pub log_format: LogFormat,
+    /// Size of RocksDB's shared block cache, in MiB.
+    pub block_cache_mb: usize,
+    /// Total memtable memory across all partitions, in MiB.
+    pub write_buffer_mb: usize,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            listener: "0.0.0.0:9092".into(),
+            advertised_listener: "localhost:9092".into(),
+            data_dir: default_data_dir(),
+            auto_create_topics: true,
+            num_partitions: 1,
+            max_frame_bytes: 100 * 1024 * 1024,
+            fsync: false,
+            log_level: "info".into(),
+            log_format: LogFormat::Plain,
+            block_cache_mb: 256,
+            write_buffer_mb: 256,
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/fluxo`, else `~/.local/share/fluxo`, else `./fluxo-data`.
+fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("fluxo");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/fluxo");
+    }
+    PathBuf::from("fluxo-data")
+}
+
+/// Command-line flags; each also reads an environment variable `FLUXO_<NAME>`.
+#[derive(Debug, Parser)]
+#[command(name = "fluxo", version, about = "A Kafka-wire-compatible broker on RocksDB")]
+pub struct Cli {
+    /// YAML config file (see config/fluxo.yaml).
+    #[arg(long, env = "FLUXO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This broker's node id.
+    #[arg(long, env = "FLUXO_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Bind address of the Kafka listener.
+    #[arg(long, env = "FLUXO_LISTENER")]
+    pub listener: Option<String>,
+    /// host:port advertised to clients.
+    #[arg(long, env = "FLUXO_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// Data directory.
+    #[arg(long, env = "FLUXO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Auto-create unknown topics.
+    #[arg(long, env = "FLUXO_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Default partition count.
+    #[arg(long, env = "FLUXO_NUM_PARTITIONS")]
+    pub num_partitions: Option<i32>,
+    /// Largest accepted request frame in bytes.
+    #[arg(long, env = "FLUXO_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// fsync the WAL before acknowledging.
+    #[arg(long, env = "FLUXO_FSYNC")]
+    pub fsync: Option<bool>,
+    /// Log filter.
+    #[arg(long, env = "FLUXO_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, env = "FLUXO_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// RocksDB block cache in MiB.
+    #[arg(long, env = "FLUXO_BLOCK_CACHE_MB")]
+    pub block_cache_mb: Option<usize>,
+    /// Total memtable memory in MiB.
+    #[arg(long, env = "FLUXO_WRITE_BUFFER_MB")]
+    pub write_buffer_mb: Option<usize>,
+}
+
+/// Why a configuration was rejected; one line, naming the key or path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid YAML for these settings.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// serde_yaml's explanation, naming the key.
+        message: String,
+    },
+    /// A setting has an unacceptable value.
+    #[error("invalid value for {key}: {message}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Builds the configuration from defaults, the optional YAML file, env and flags.
+    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
+        let mut config = match &cli.config {
+            Some(path) => Config::from_yaml_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident),*) => { $( if let Some(v) = cli.$field { config.$field = v; } )* };
+        }
+        overlay!(
+            node_id,
+            listener,
+            advertised_listener,
+            data_dir,
+            auto_create_topics,
+            num_partitions,
+            max_frame_bytes,
+            fsync,
+            log_level,
+            log_format,
+            block_cache_mb,
+            write_buffer_mb
+        );
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a YAML file; unknown keys are an error.
+    pub fn from_yaml_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_yaml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses YAML text (an empty document gives the defaults).
+    pub fn from_yaml(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            key,
+            message: message.to_string(),
+        };
+        if self.listener.parse::<SocketAddr>().is_err() {
+            return Err(invalid("listener", "expected ip:port, e.g. 0.0.0.0:9092"));
+        }
+        if self.advertised_host_port().is_none() {
+            return Err(invalid("advertised_listener", "expected host:port"));
+        }
+        if self.node_id < 0 {
+            return Err(invalid("node_id", "must be >= 0"));
+        }
+        if self.num_partitions < 1 {
+            return Err(invalid("num_partitions", "must be >= 1"));
+        }
+        if self.max_frame_bytes < 1024 || self.max_frame_bytes > i32::MAX as usize {
+            return Err(invalid("max_frame_bytes", "must be between 1024 and 2147483647"));
+        }
+        if self.block_cache_mb == 0 || self.write_buffer_mb == 0 {
+            return Err(invalid("block_cache_mb/write_buffer_mb", "must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// The advertised listener split into host and port.
+    pub fn advertised_host_port(&self) -> Option<(String, i32)> {
+        let (host, port) = self.advertised_listener.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        if host.is_empty() {
+            return None;
+        }
+        Some((host.trim_matches(['[', ']']).to_string(), port as i32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_yaml_is_default() {
+        assert_eq!(Config::from_yaml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_yaml("node_id: 3\nbogus_key: 1\n").unwrap_err();
+        assert!(err.contains("bogus_key"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::from_yaml("num_partitions: lots\n").unwrap_err();
+        assert!(err.contains("num_partitions"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_file_parses_to_defaults_except_data_dir() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/fluxo.yaml");
+        let config = Config::from_yaml_file(&path).unwrap();
+        let defaults = Config { data_dir: config.data_dir.clone(), ..Config::default() };
+        assert_eq!(config, defaults);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn advertised_listener_is_split() {
+        let config = Config { advertised_listener: "broker.local:19092".into(), ..Config::default() };
+        assert_eq!(config.advertised_host_port(), Some(("broker.local".into(), 19092)));
+        let bad = Config { advertised_listener: "nohost".into(), ..Config::default() };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! One client connection: read frames, dispatch requests (several may be in
+//! flight), write responses in request order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::codec::FramedRead;
+use tracing::Instrument;
+
+use crate::broker::Broker;
+use crate::error::ConnectionError;
+use crate::handlers::{self, Reply};
+use crate::protocol::{self, Request};
+
+/// Requests a client may have in flight on one connection before we stop reading.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Serves one connection until the client closes it, it breaks the protocol, or
+/// the broker shuts down (then in-flight requests are answered first).
+pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+    let _ = socket.set_nodelay(true);
+    let (reader, mut writer) = socket.into_split();
+    let mut frames = FramedRead::with_capacity(reader, protocol::codec(broker.config.max_frame_bytes), 64 * 1024);
+    let mut in_flight = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                match reply {
+                    Ok(Some(frame)) => {
+                        let frame: bytes::BytesMut = frame;
+                        if let Err(e) = writer.write_all(&frame).await {
+                            tracing::debug!(error = %e, "client went away");
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "closing connection");
+                        return;
+                    }
+                }
+            }
+            frame = frames.next(), if reading && in_flight.len() < MAX_IN_FLIGHT => {
+                match frame {
+                    Some(Ok(frame)) => match start(&broker, frame.freeze()) {
+                        Ok(reply) => in_flight.push_back(reply),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "closing connection");
+                            reading = false;
+                        }
+                    },
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "bad frame, closing connection");
+                        reading = false;
+                    }
+                    None => reading = false,
+                }
+            }
+            _ = shutdown.changed(), if reading => reading = false,
+        }
+        if !reading && in_flight.is_empty() {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// Parses a frame and starts its handler inside a request span.
+fn start(broker: &Arc<Broker>, frame: bytes::Bytes) -> Result<futures::future::BoxFuture<'static, Reply>, ConnectionError> {
+    let request = Request::parse(frame)?;
+    let span = tracing::debug_span!(
+        "request",
+        api = ?request.api_key,
+        version = request.version,
+        correlation_id = request.correlation_id,
+        client_id = request.client_id.as_deref().unwrap_or(""),
+    );
+    let started = Instant::now();
+    let reply = span.in_scope(|| handlers::dispatch(broker, request))?;
+    Ok(async move {
+        let reply = reply.await;
+        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "request done");
+        reply
+    }
+    .instrument(span)
+    .boxed())
+}

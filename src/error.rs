@@ -1,0 +1,132 @@
+//! Error types of every layer, and the one place where they become Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+
+use crate::storage::batch::BatchError;
+
+/// Errors raised by the storage layer (topics, partition logs, producer state).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// RocksDB refused an operation.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A record batch failed validation.
+    #[error("invalid record batch: {0}")]
+    Batch(#[from] BatchError),
+    /// The topic does not exist.
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    /// The topic id does not exist.
+    #[error("unknown topic id")]
+    UnknownTopicId,
+    /// The topic already exists.
+    #[error("topic already exists")]
+    TopicAlreadyExists,
+    /// The topic name is not a legal Kafka topic name.
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(String),
+    /// The partition count is not acceptable.
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    /// The replication factor cannot be satisfied by this cluster.
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    /// A manual replica assignment names brokers that do not exist.
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    /// The request is well-formed but its fields contradict each other.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A topic config key or value is not acceptable.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    /// The requested offset is outside the log.
+    #[error("offset out of range")]
+    OffsetOutOfRange,
+    /// An idempotent producer skipped a sequence number.
+    #[error("out of order sequence number: expected {expected}, got {got}")]
+    OutOfOrderSequence {
+        /// The sequence the log expected next.
+        expected: i32,
+        /// The sequence the batch carried.
+        got: i32,
+    },
+    /// The producer epoch is older than the one the log has seen.
+    #[error("producer epoch {got} is fenced by epoch {current}")]
+    InvalidProducerEpoch {
+        /// The epoch the log knows.
+        current: i16,
+        /// The epoch the batch carried.
+        got: i16,
+    },
+    /// A record batch is larger than the topic allows.
+    #[error("record batch of {0} bytes is too large")]
+    RecordTooLarge(usize),
+    /// Stored metadata could not be decoded.
+    #[error("corrupt stored metadata: {0}")]
+    CorruptMetadata(String),
+    /// The broker is shutting down.
+    #[error("broker is shutting down")]
+    ShuttingDown,
+}
+
+impl StorageError {
+    /// The Kafka error code a client sees for this error.
+    pub fn code(&self) -> i16 {
+        self.kafka_error().code()
+    }
+
+    /// The Kafka error this maps to; the single mapping from Fluxo errors to the protocol.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            StorageError::Rocks(_) | StorageError::CorruptMetadata(_) => {
+                ResponseError::KafkaStorageError
+            }
+            StorageError::Batch(BatchError::CrcMismatch { .. }) => ResponseError::CorruptMessage,
+            StorageError::Batch(BatchError::Truncated { .. }) => ResponseError::CorruptMessage,
+            StorageError::Batch(BatchError::UnsupportedMagic(_)) => {
+                ResponseError::UnsupportedForMessageFormat
+            }
+            StorageError::Batch(_) => ResponseError::InvalidRecord,
+            StorageError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            StorageError::UnknownTopicId => ResponseError::UnknownTopicId,
+            StorageError::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
+            StorageError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+            StorageError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            StorageError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            StorageError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            StorageError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            StorageError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            StorageError::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
+            StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            StorageError::RecordTooLarge(_) => ResponseError::MessageTooLarge,
+            StorageError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        }
+    }
+}
+
+/// Errors that end a client connection (the protocol cannot continue on it).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Socket I/O failed or a frame exceeded the size limit.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The request header or body could not be decoded.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The client used an API key this broker does not know.
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    /// The client used an API version this broker does not implement.
+    #[error("unsupported version {version} of api {api_key}")]
+    UnsupportedVersion {
+        /// The API key of the request.
+        api_key: i16,
+        /// The version the client asked for.
+        version: i16,
+    },
+    /// A response could not be encoded (a broker bug, reported rather than panicking).
+    #[error("cannot encode response: {0}")]
+    Encode(String),
+}

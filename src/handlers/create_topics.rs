@@ -1,0 +1,110 @@
+//! CreateTopics: new topics with partition counts and config overrides.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::admin::error_message;
+use super::describe_configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
+use crate::broker::Broker;
+use crate::error::StorageError;
+use crate::storage::{topic_config, Topic};
+
+/// Creates each requested topic (or only validates, when asked).
+pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for t in &request.topics {
+        *seen.entry(t.name.0.to_string()).or_default() += 1;
+    }
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.clone();
+            let base = CreatableTopicResult::default().with_name(name.clone());
+            if seen[name.0.as_str()] > 1 {
+                return base
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(StrBytes::from_static_str("topic appears more than once in the request")));
+            }
+            match create(&broker, t, request.validate_only) {
+                Ok((partitions, configs, topic)) => {
+                    let mut created = base;
+                    // v5 reports the topic's layout and configs, v7 its id.
+                    if version >= 5 {
+                        created = created.with_num_partitions(partitions).with_replication_factor(1).with_configs(Some(describe(&configs)));
+                    }
+                    if version >= 7 {
+                        created = created.with_topic_id(topic.map(|t| t.id).unwrap_or_default());
+                    }
+                    created
+                }
+                Err(e) => base.with_error_code(e.code()).with_error_message(error_message(&e)),
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+type Created = (i32, BTreeMap<String, String>, Option<Arc<Topic>>);
+
+fn create(broker: &Broker, t: CreatableTopic, validate_only: bool) -> Result<Created, StorageError> {
+    let name = t.name.0.as_str();
+    let partitions = if !t.assignments.is_empty() {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err(StorageError::InvalidRequest(
+                "num_partitions and replication_factor must be -1 with a manual assignment".into(),
+            ));
+        }
+        let node = broker.node_id();
+        if t.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.len() != 1) {
+            return Err(StorageError::InvalidReplicaAssignment(format!("only broker {node} exists, one replica each")));
+        }
+        t.assignments.len() as i32
+    } else if t.num_partitions == -1 {
+        broker.config.num_partitions
+    } else {
+        t.num_partitions
+    };
+    match t.replication_factor {
+        -1 | 1 => {}
+        rf if rf > 1 => {
+            return Err(StorageError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is larger than the 1 available broker"
+            )))
+        }
+        rf => return Err(StorageError::InvalidReplicationFactor(format!("replication factor must be positive, got {rf}"))),
+    }
+    let mut configs = BTreeMap::new();
+    for c in t.configs {
+        let value = c.value.ok_or_else(|| StorageError::InvalidConfig(format!("null value for {}", c.name.as_str())))?;
+        configs.insert(c.name.to_string(), value.to_string());
+    }
+    if validate_only {
+        broker.topics.validate_create(name, partitions, &configs)?;
+        return Ok((partitions, configs, None));
+    }
+    let topic = broker.topics.create(name, partitions, configs.clone())?;
+    Ok((partitions, configs, Some(topic)))
+}
+
+/// The effective configs of a new topic, as CreateTopics v5+ returns them.
+fn describe(overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+    topic_config::keys()
+        .map(|key| {
+            let (value, source) = match overrides.get(key) {
+                Some(v) => (v.clone(), SOURCE_TOPIC),
+                None => (topic_config::default_of(key).unwrap_or_default().to_string(), SOURCE_DEFAULT),
+            };
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_static_str(key))
+                .with_value(Some(StrBytes::from_string(value)))
+                .with_config_source(source)
+        })
+        .collect()
+}

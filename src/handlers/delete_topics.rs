@@ -1,0 +1,51 @@
+//! DeleteTopics: by name (all versions) or by topic id (v6+).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use uuid::Uuid;
+
+use super::admin::{error_message, topic_name};
+use crate::broker::Broker;
+use crate::error::StorageError;
+
+/// Clears fields the response version does not have (ids and messages, v5/v6).
+fn for_version(mut result: DeletableTopicResult, version: i16) -> DeletableTopicResult {
+    if version < 6 {
+        result.topic_id = Uuid::nil();
+    }
+    if version < 5 {
+        result.error_message = None;
+    }
+    result
+}
+
+/// Deletes each named topic.
+pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        request.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+    } else {
+        request.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
+    };
+    let responses = wanted
+        .into_iter()
+        .map(|(name, id)| {
+            let name = match name {
+                Some(n) => Ok(n.0.to_string()),
+                None => broker.topics.get_by_id(id).map(|t| t.name.clone()).ok_or(StorageError::UnknownTopicId),
+            };
+            let requested_name = name.as_ref().ok().cloned();
+            let result = match name.and_then(|n| broker.topics.delete(&n)) {
+                Ok(topic) => DeletableTopicResult::default().with_name(Some(topic_name(&topic.name))).with_topic_id(topic.id),
+                Err(e) => DeletableTopicResult::default()
+                    .with_name(requested_name.map(|n| topic_name(&n)))
+                    .with_topic_id(id)
+                    .with_error_code(e.code())
+                    .with_error_message(error_message(&e)),
+            };
+            for_version(result, version)
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,35 @@
+//! DescribeCluster: cluster id, controller and brokers (this one).
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::metadata::ALL_CLUSTER_OPERATIONS;
+use crate::broker::Broker;
+
+const ENDPOINT_BROKERS: i8 = 1;
+
+/// Describes the (single-node) cluster.
+pub async fn handle(broker: Arc<Broker>, request: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+    let response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_endpoint_type(ENDPOINT_BROKERS)
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            ALL_CLUSTER_OPERATIONS
+        } else {
+            i32::MIN
+        });
+    if version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
+        return response
+            .with_error_code(ResponseError::MismatchedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_static_str("this listener serves brokers, not controllers")));
+    }
+    response.with_brokers(vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(broker.node_id()))
+        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+        .with_port(broker.advertised_port)])
+}

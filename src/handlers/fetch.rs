@@ -1,0 +1,161 @@
+//! Fetch: whole stored batches from each requested partition, long-polling until
+//! `min_bytes` are available or `max_wait_ms` passes; appends wake waiting fetches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::select_all;
+use futures::FutureExt;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::leader_epoch_error;
+use crate::broker::Broker;
+use crate::error::StorageError;
+use crate::storage::PartitionLog;
+
+/// Upper bound on a long poll, whatever the client asks for.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+struct Wanted {
+    name: TopicName,
+    topic_id: Uuid,
+    partitions: Vec<(FetchPartition, Result<Arc<PartitionLog>, StorageError>)>,
+}
+
+/// Answers a fetch, waiting for data as the request allows.
+pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+    if request.session_id != 0 {
+        // This broker hands out no fetch sessions (KIP-227 allows that), so a
+        // session id can only be stale.
+        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let wanted = resolve(&broker, request.topics, version);
+    let mut watchers: Vec<watch::Receiver<i64>> = wanted
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|(_, log)| log.as_ref().ok().map(|l| l.subscribe()))
+        .collect();
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let deadline = Instant::now() + wait;
+    let max_bytes = if request.max_bytes <= 0 { i32::MAX } else { request.max_bytes } as usize;
+    loop {
+        for w in &mut watchers {
+            w.borrow_and_update();
+        }
+        let (responses, bytes, any_error) = read_all(&wanted, max_bytes, version);
+        if bytes >= request.min_bytes.max(0) as usize || any_error || watchers.is_empty() || Instant::now() >= deadline {
+            return FetchResponse::default().with_responses(responses);
+        }
+        let changed = select_all(watchers.iter_mut().map(|w| w.changed().boxed()));
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            let (responses, _, _) = read_all(&wanted, max_bytes, version);
+            return FetchResponse::default().with_responses(responses);
+        }
+    }
+}
+
+fn resolve(broker: &Broker, topics: Vec<kafka_protocol::messages::fetch_request::FetchTopic>, version: i16) -> Vec<Wanted> {
+    topics
+        .into_iter()
+        .map(|t| {
+            let topic = if version >= 13 { broker.topics.get_by_id(t.topic_id) } else { broker.topics.get(t.topic.0.as_str()) };
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let log = match &topic {
+                        Some(topic) => topic.partition(p.partition).cloned().ok_or(StorageError::UnknownTopicOrPartition),
+                        None if version >= 13 => Err(StorageError::UnknownTopicId),
+                        None => Err(StorageError::UnknownTopicOrPartition),
+                    };
+                    (p, log)
+                })
+                .collect();
+            Wanted { name: t.topic, topic_id: t.topic_id, partitions }
+        })
+        .collect()
+}
+
+/// Reads every partition once; returns the responses, bytes read and whether any
+/// partition failed (an error answers the fetch at once, as Kafka does).
+fn read_all(wanted: &[Wanted], max_bytes: usize, version: i16) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let responses = wanted
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|(p, log)| {
+                    let base = PartitionData::default().with_partition_index(p.partition).with_high_watermark(-1);
+                    let log = match log {
+                        Ok(log) => log,
+                        Err(e) => {
+                            any_error = true;
+                            return base.with_error_code(e.code());
+                        }
+                    };
+                    let offsets = log.offsets();
+                    let base = with_offsets(base, offsets.high_watermark, offsets.log_start, version);
+                    if let Some(code) = leader_epoch_error(p.current_leader_epoch, offsets.leader_epoch) {
+                        any_error = true;
+                        return base.with_error_code(code);
+                    }
+                    let budget = (p.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+                    if budget == 0 && total > 0 {
+                        return base.with_records(Some(Bytes::new()));
+                    }
+                    match log.read(p.fetch_offset, budget.max(1), total == 0) {
+                        Ok(read) => {
+                            total += read.bytes;
+                            with_offsets(base, read.high_watermark, read.log_start_offset, version)
+                                .with_records(Some(concat(read.batches, read.bytes)))
+                        }
+                        Err(e) => {
+                            any_error = true;
+                            base.with_error_code(e.code())
+                        }
+                    }
+                })
+                .collect();
+            let response = FetchableTopicResponse::default().with_partitions(partitions);
+            if version >= 13 {
+                response.with_topic_id(t.topic_id)
+            } else {
+                response.with_topic(t.name.clone())
+            }
+        })
+        .collect();
+    (responses, total, any_error)
+}
+
+/// Sets the offsets a partition reports (log start offset exists from v5).
+fn with_offsets(data: PartitionData, high_watermark: i64, log_start: i64, version: i16) -> PartitionData {
+    let data = data.with_high_watermark(high_watermark).with_last_stable_offset(high_watermark);
+    if version >= 5 {
+        data.with_log_start_offset(log_start)
+    } else {
+        data
+    }
+}
+
+/// One `Bytes` for the response: the stored batch itself when there is one.
+fn concat(mut batches: Vec<Bytes>, total: usize) -> Bytes {
+    if batches.len() == 1 {
+        return batches.pop().unwrap();
+    }
+    let mut out = BytesMut::with_capacity(total);
+    for b in batches {
+        out.extend_from_slice(&b);
+    }
+    out.freeze()
+}
+

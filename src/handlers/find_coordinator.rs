@@ -1,0 +1,38 @@
+//! FindCoordinator: this broker coordinates every group; transactions are not
+//! supported yet, so transaction keys get COORDINATOR_NOT_AVAILABLE.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+/// Finds the coordinator for one key (v0–3) or many (v4+).
+pub async fn handle(broker: Arc<Broker>, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    let (node, host, port) = (BrokerId(broker.node_id()), StrBytes::from_string(broker.advertised_host.clone()), broker.advertised_port);
+    let error = (request.key_type != KEY_TYPE_GROUP).then_some(ResponseError::CoordinatorNotAvailable.code());
+    if version < 4 {
+        return match error {
+            Some(code) => FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_node_id(BrokerId(-1))
+                .with_host(StrBytes::default())
+                .with_port(-1),
+            None => FindCoordinatorResponse::default().with_node_id(node).with_host(host).with_port(port),
+        };
+    }
+    let coordinators = request
+        .coordinator_keys
+        .into_iter()
+        .map(|key| match error {
+            Some(code) => Coordinator::default().with_key(key).with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code),
+            None => Coordinator::default().with_key(key).with_node_id(node).with_host(host.clone()).with_port(port),
+        })
+        .collect();
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
+}

@@ -1,0 +1,28 @@
+//! InitProducerId for idempotent (non-transactional) producers.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::broker::Broker;
+
+/// Allocates a producer id, or bumps the epoch of a known one (KIP-360).
+pub async fn handle(broker: Arc<Broker>, request: InitProducerIdRequest, _version: i16) -> InitProducerIdResponse {
+    let failed = |code: i16| {
+        InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
+    };
+    if request.transactional_id.is_some() {
+        // Transactions come with a later issue; refuse clearly instead of pretending.
+        return failed(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if request.producer_id.0 >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
+        return InitProducerIdResponse::default()
+            .with_producer_id(request.producer_id)
+            .with_producer_epoch(request.producer_epoch + 1);
+    }
+    match broker.producer_ids.next() {
+        Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => failed(e.code()),
+    }
+}

@@ -1,0 +1,122 @@
+//! Metadata: brokers (this one, at its advertised listener) and topics with ids,
+//! creating unknown topics when allowed.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::admin::topic_name;
+use crate::broker::Broker;
+use crate::storage::Topic;
+
+/// Authorized-operations value meaning "not requested".
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+/// Without ACLs every topic operation is allowed: read, write, create, delete,
+/// alter, describe, describe/alter configs.
+const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// Cluster operations: create, alter, describe, cluster action, describe/alter
+/// configs, idempotent write, create/describe tokens.
+pub const ALL_CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14);
+
+/// Answers a metadata request.
+pub async fn handle(broker: Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let auto_create = broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let topic_ops = if request.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_OMITTED };
+    let wanted = match request.topics {
+        None => None,
+        Some(list) if list.is_empty() && version == 0 => None,
+        Some(list) => Some(list),
+    };
+    let topics = match wanted {
+        None => broker.topics.all().iter().map(|t| describe(&broker, t, topic_ops, version)).collect(),
+        Some(list) => list
+            .into_iter()
+            .map(|wanted| match wanted.name {
+                Some(name) => by_name(&broker, name.0.as_str(), auto_create, topic_ops, version),
+                None => by_id(&broker, wanted.topic_id, topic_ops, version),
+            })
+            .collect(),
+    };
+    let mut response = MetadataResponse::default().with_brokers(vec![this_broker(&broker)]).with_topics(topics);
+    if version >= 1 {
+        response.controller_id = BrokerId(broker.node_id());
+    }
+    if version >= 2 {
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+    }
+    response
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            ALL_CLUSTER_OPERATIONS
+        } else {
+            OPERATIONS_OMITTED
+        })
+}
+
+/// This broker as metadata lists it.
+fn this_broker(broker: &Broker) -> MetadataResponseBroker {
+    MetadataResponseBroker::default()
+        .with_node_id(BrokerId(broker.node_id()))
+        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+        .with_port(broker.advertised_port)
+}
+
+fn by_name(broker: &Broker, name: &str, auto_create: bool, ops: i32, version: i16) -> MetadataResponseTopic {
+    let found = match broker.topics.get(name) {
+        Some(t) => Ok(t),
+        None if auto_create => broker.topics.get_or_create(name, broker.config.num_partitions),
+        None => Err(crate::error::StorageError::UnknownTopicOrPartition),
+    };
+    match found {
+        Ok(topic) => describe(broker, &topic, ops, version),
+        Err(e) => MetadataResponseTopic::default()
+            .with_name(Some(topic_name(name)))
+            .with_error_code(e.code())
+            .with_topic_authorized_operations(ops),
+    }
+}
+
+fn by_id(broker: &Broker, id: Uuid, ops: i32, version: i16) -> MetadataResponseTopic {
+    match broker.topics.get_by_id(id) {
+        Some(topic) => describe(broker, &topic, ops, version),
+        None => MetadataResponseTopic::default()
+            .with_topic_id(id)
+            .with_error_code(ResponseError::UnknownTopicId.code())
+            .with_topic_authorized_operations(ops),
+    }
+}
+
+fn describe(broker: &Broker, topic: &Topic, ops: i32, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(broker.node_id());
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|log| {
+            let partition = MetadataResponsePartition::default()
+                .with_partition_index(log.partition())
+                .with_leader_id(node)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node]);
+            // Leader epochs are reported from v7.
+            if version >= 7 {
+                partition.with_leader_epoch(log.offsets().leader_epoch)
+            } else {
+                partition
+            }
+        })
+        .collect();
+    let described = MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&topic.name)))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(ops);
+    // Topic ids are reported from v10.
+    if version >= 10 {
+        described.with_topic_id(topic.id)
+    } else {
+        described
+    }
+}

@@ -1,0 +1,77 @@
+//! The `fluxo` binary: parse settings, open the data directory, serve Kafka clients.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use fluxo::broker::Broker;
+use fluxo::config::{Cli, Config};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let config = match Config::load(Cli::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fluxo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = fluxo::telemetry::init(&config) {
+        eprintln!("fluxo: cannot set up logging: {e}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fluxo: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        eprintln!("fluxo: data_dir {}: {e}", config.data_dir.display());
+        return ExitCode::from(2);
+    }
+    let listen = config.listener.clone();
+    let broker = match Broker::open(config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("fluxo: cannot open data_dir: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("fluxo: listener {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(
+        listener = %listen,
+        advertised = %broker.config.advertised_listener,
+        data_dir = %broker.config.data_dir.display(),
+        node_id = broker.node_id(),
+        fsync = broker.config.fsync,
+        "fluxo broker started"
+    );
+    fluxo::server::run(broker, listener, shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,342 @@
+//! Record batch (magic v2) framing: validation and the two in-place rewrites the
+//! broker makes (base offset and partition leader epoch). Records are never decoded
+//! on the hot path; both rewritten fields lie outside the CRC-covered range.
+
+use bytes::{Bytes, BytesMut};
+
+/// Size of the v2 batch header up to and including the record count.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before `batchLength` counts: base offset (8) and the length itself (4).
+pub const LOG_OVERHEAD: usize = 12;
+const CRC_START: usize = 21;
+
+/// Why a record batch was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The produce request carried no records.
+    #[error("no records")]
+    Empty,
+    /// The bytes end before the batch header or the length it declares.
+    #[error("batch truncated: {needed} bytes needed, {available} available")]
+    Truncated {
+        /// Bytes the header says the batch has.
+        needed: usize,
+        /// Bytes actually present.
+        available: usize,
+    },
+    /// The batch length field is negative or smaller than a header.
+    #[error("invalid batch length {0}")]
+    InvalidLength(i32),
+    /// Only magic 2 batches are accepted.
+    #[error("unsupported magic {0}")]
+    UnsupportedMagic(i8),
+    /// The CRC-32C over attributes..end does not match the header.
+    #[error("crc mismatch: header {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC computed over the bytes.
+        computed: u32,
+    },
+    /// Record count and last offset delta disagree, or the count is not positive.
+    #[error("record count {count} does not match last offset delta {last_offset_delta}")]
+    InvalidRecordCount {
+        /// Records the header declares.
+        count: i32,
+        /// The header's last offset delta.
+        last_offset_delta: i32,
+    },
+}
+
+/// The fields of a v2 batch header that the broker looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Length of the batch after the length field.
+    pub batch_length: i32,
+    /// Leader epoch stamped by the broker.
+    pub partition_leader_epoch: i32,
+    /// Format magic (2).
+    pub magic: i8,
+    /// CRC-32C of attributes..end.
+    pub crc: u32,
+    /// Compression, timestamp type, transactional and control bits.
+    pub attributes: i16,
+    /// Offset of the last record relative to the base offset.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest timestamp in the batch.
+    pub max_timestamp: i64,
+    /// Idempotent producer id, or -1.
+    pub producer_id: i64,
+    /// Idempotent producer epoch, or -1.
+    pub producer_epoch: i16,
+    /// Sequence of the first record, or -1.
+    pub base_sequence: i32,
+    /// Number of records.
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Reads the header from the start of `buf` (no CRC check).
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        if buf.len() < HEADER_LEN {
+            return Err(BatchError::Truncated { needed: HEADER_LEN, available: buf.len() });
+        }
+        let i64_at = |o: usize| i64::from_be_bytes(buf[o..o + 8].try_into().unwrap());
+        let i32_at = |o: usize| i32::from_be_bytes(buf[o..o + 4].try_into().unwrap());
+        let i16_at = |o: usize| i16::from_be_bytes(buf[o..o + 2].try_into().unwrap());
+        Ok(BatchHeader {
+            base_offset: i64_at(0),
+            batch_length: i32_at(8),
+            partition_leader_epoch: i32_at(12),
+            magic: buf[16] as i8,
+            crc: i32_at(17) as u32,
+            attributes: i16_at(21),
+            last_offset_delta: i32_at(23),
+            base_timestamp: i64_at(27),
+            max_timestamp: i64_at(35),
+            producer_id: i64_at(43),
+            producer_epoch: i16_at(51),
+            base_sequence: i32_at(53),
+            record_count: i32_at(57),
+        })
+    }
+
+    /// Total bytes of the batch including the offset and length fields.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    /// Sequence of the last record (sequences wrap at i32::MAX).
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence < 0 {
+            return -1;
+        }
+        ((self.base_sequence as i64 + self.last_offset_delta as i64) % (i32::MAX as i64 + 1)) as i32
+    }
+
+    /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    pub fn compression(&self) -> i16 {
+        self.attributes & 0x07
+    }
+
+    /// True when the batch belongs to a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+
+    /// True for a control batch (transaction markers).
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+
+    /// True when the producer asked for idempotence.
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id >= 0
+    }
+}
+
+/// Splits the records of one partition of a produce request into validated batches.
+pub fn split_and_validate(records: Bytes) -> Result<Vec<(BatchHeader, BytesMut)>, BatchError> {
+    if records.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut out = Vec::with_capacity(1);
+    let mut rest = records;
+    while !rest.is_empty() {
+        let header = validate(&rest)?;
+        let batch = rest.split_to(header.total_len());
+        out.push((header, BytesMut::from(batch)));
+    }
+    Ok(out)
+}
+
+/// Validates the batch at the start of `buf`: magic, length, record count and CRC.
+pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    if buf.len() < 17 {
+        return Err(BatchError::Truncated { needed: HEADER_LEN, available: buf.len() });
+    }
+    let magic = buf[16] as i8;
+    if magic != 2 {
+        return Err(BatchError::UnsupportedMagic(magic));
+    }
+    let header = BatchHeader::parse(buf)?;
+    if (header.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
+        return Err(BatchError::InvalidLength(header.batch_length));
+    }
+    if header.total_len() > buf.len() {
+        return Err(BatchError::Truncated { needed: header.total_len(), available: buf.len() });
+    }
+    if header.record_count <= 0
+        || header.last_offset_delta < 0
+        || (header.record_count != header.last_offset_delta + 1 && header.compression() == 0)
+    {
+        return Err(BatchError::InvalidRecordCount {
+            count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    let computed = crc32c::crc32c(&buf[CRC_START..header.total_len()]);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+    }
+    Ok(header)
+}
+
+/// Rewrites the base offset and partition leader epoch in place (outside the CRC range).
+pub fn assign(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Base offset and last offset of a stored batch (whose header is trusted).
+pub fn offsets_of(stored: &[u8]) -> (i64, i64) {
+    let base = i64::from_be_bytes(stored[0..8].try_into().unwrap());
+    let delta = i32::from_be_bytes(stored[23..27].try_into().unwrap());
+    (base, base + delta as i64)
+}
+
+/// Timestamps of the records of an uncompressed batch, in order, or None if compressed.
+pub fn record_timestamps(stored: &[u8]) -> Option<Vec<(i64, i64)>> {
+    let header = BatchHeader::parse(stored).ok()?;
+    if header.compression() != 0 {
+        return None;
+    }
+    let mut pos = HEADER_LEN;
+    let end = header.total_len().min(stored.len());
+    let mut out = Vec::with_capacity(header.record_count.max(0) as usize);
+    for _ in 0..header.record_count {
+        let (len, n) = read_varint(&stored[pos..end])?;
+        let body_start = pos + n;
+        let mut p = body_start + 1; // attributes byte
+        let (ts_delta, n) = read_varlong(stored.get(p..end)?)?;
+        p += n;
+        let (off_delta, _) = read_varint(stored.get(p..end)?)?;
+        out.push((header.base_offset + off_delta as i64, header.base_timestamp + ts_delta));
+        pos = body_start + usize::try_from(len).ok()?;
+    }
+    Some(out)
+}
+
+fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (i, byte) in buf.iter().enumerate().take(10) {
+        value |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
+            return Some((decoded, i + 1));
+        }
+    }
+    None
+}
+
+fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
+    let (v, n) = read_varlong(buf)?;
+    Some((i32::try_from(v).ok()?, n))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An uncompressed batch of `count` records with 1-byte values, CRC set.
+    pub fn sample_batch(count: i32, producer_id: i64, base_sequence: i32) -> BytesMut {
+        let mut records = Vec::new();
+        for i in 0..count {
+            // length, attributes, timestampDelta, offsetDelta, keyLen(-1), valueLen(1), value, headers(0)
+            let body = [0u8, (i * 2) as u8, (i * 2) as u8, 1, 2, b'a' + i as u8, 0];
+            records.push(body.len() as u8 * 2);
+            records.extend_from_slice(&body);
+        }
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&[2]);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(count - 1).to_be_bytes());
+        b.extend_from_slice(&1000i64.to_be_bytes());
+        b.extend_from_slice(&(1000i64 + count as i64 - 1).to_be_bytes());
+        b.extend_from_slice(&producer_id.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&base_sequence.to_be_bytes());
+        b.extend_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn valid_batch_passes_and_assign_keeps_crc() {
+        let mut b = sample_batch(3, -1, -1);
+        let h = validate(&b).unwrap();
+        assert_eq!(h.record_count, 3);
+        assign(&mut b, 42, 7);
+        let h2 = validate(&b).unwrap();
+        assert_eq!((h2.base_offset, h2.partition_leader_epoch), (42, 7));
+        assert_eq!(offsets_of(&b), (42, 44));
+    }
+
+    #[test]
+    fn corrupt_crc_is_rejected() {
+        let mut b = sample_batch(2, -1, -1);
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        assert!(matches!(validate(&b), Err(BatchError::CrcMismatch { .. })));
+    }
+
+    #[test]
+    fn truncated_and_bad_magic_are_rejected() {
+        let b = sample_batch(2, -1, -1);
+        assert!(matches!(validate(&b[..b.len() - 1]), Err(BatchError::Truncated { .. })));
+        assert!(matches!(validate(&b[..10]), Err(BatchError::Truncated { .. })));
+        let mut m = b.clone();
+        m[16] = 1;
+        assert_eq!(validate(&m), Err(BatchError::UnsupportedMagic(1)));
+    }
+
+    #[test]
+    fn several_batches_split() {
+        let mut both = sample_batch(2, -1, -1);
+        both.extend_from_slice(&sample_batch(1, -1, -1));
+        let parts = split_and_validate(both.freeze()).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].0.record_count, 1);
+    }
+
+    #[test]
+    fn record_timestamps_walks_records() {
+        let mut b = sample_batch(3, -1, -1);
+        assign(&mut b, 10, 0);
+        assert_eq!(record_timestamps(&b).unwrap(), vec![(10, 1000), (11, 1001), (12, 1002)]);
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        let mut b = sample_batch(3, 5, i32::MAX - 1);
+        let h = validate(&b).unwrap();
+        assert_eq!(h.last_sequence(), 0);
+        assign(&mut b, 0, 0);
+    }
+}
+
+/// Stamps a batch with the broker's clock (LogAppendTime topics): sets the
+/// timestamp-type bit and the max timestamp, then recomputes the CRC.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 0x08;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let len = LOG_OVERHEAD + i32::from_be_bytes(batch[8..12].try_into().unwrap()) as usize;
+    let crc = crc32c::crc32c(&batch[CRC_START..len]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}

@@ -1,0 +1,362 @@
+//! `PartitionLog`: the append-only log of one partition, stored in its own column
+//! family. The log end offset (LEO, next offset to assign) and the high watermark
+//! (HW, offsets below it are committed and visible to consumers) are kept apart:
+//! with one broker and fsync off they move together; with fsync on the HW follows
+//! the fsync; with replication it will follow the followers.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::batch::{self, BatchHeader};
+use super::producer_state::{ProducerEntry, ProducerStates, SequenceCheck};
+use super::{keys, Store, META_CF};
+use crate::error::StorageError;
+
+/// One partition's log.
+pub struct PartitionLog {
+    topic_id: Uuid,
+    partition: i32,
+    cf_name: String,
+    store: Arc<Store>,
+    state: Mutex<LogState>,
+    high_watermark: watch::Sender<i64>,
+}
+
+#[derive(Debug)]
+struct LogState {
+    log_start: i64,
+    log_end: i64,
+    leader_epoch: i32,
+    producers: ProducerStates,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Offset of the first record of the first batch (the original one for a retry).
+    pub base_offset: i64,
+    /// Log end offset after the append.
+    pub log_end_offset: i64,
+    /// Log start offset.
+    pub log_start_offset: i64,
+}
+
+/// Batches read for a fetch, with the offsets a fetch response reports.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// Whole stored batches, in offset order.
+    pub batches: Vec<Bytes>,
+    /// Total bytes of `batches`.
+    pub bytes: usize,
+    /// High watermark when the read started.
+    pub high_watermark: i64,
+    /// Log start offset.
+    pub log_start_offset: i64,
+}
+
+/// Offsets that describe a partition right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOffsets {
+    /// First offset still in the log.
+    pub log_start: i64,
+    /// Next offset to be assigned.
+    pub log_end: i64,
+    /// Offsets below this are committed.
+    pub high_watermark: i64,
+    /// Current leader epoch.
+    pub leader_epoch: i32,
+}
+
+impl PartitionLog {
+    /// Creates a new, empty partition (its column family and metadata).
+    pub fn create(store: Arc<Store>, topic_id: Uuid, partition: i32) -> Result<Arc<PartitionLog>, StorageError> {
+        let cf_name = keys::partition_cf(topic_id, partition);
+        store.create_partition_cf(&cf_name)?;
+        let log = PartitionLog::new(store, topic_id, partition, cf_name, 0, 0, 0, ProducerStates::default());
+        log.persist_meta()?;
+        Ok(Arc::new(log))
+    }
+
+    /// Reopens a partition after a restart; the LEO is recomputed from the last batch.
+    pub fn open(store: Arc<Store>, topic_id: Uuid, partition: i32) -> Result<Arc<PartitionLog>, StorageError> {
+        let cf_name = keys::partition_cf(topic_id, partition);
+        store.create_partition_cf(&cf_name)?;
+        let db = store.db();
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        let (mut log_start, mut log_end, leader_epoch) = match db.get_cf(&meta, keys::partition_meta(topic_id, partition))? {
+            Some(v) if v.len() == 20 => (
+                i64::from_be_bytes(v[0..8].try_into().unwrap()),
+                i64::from_be_bytes(v[8..16].try_into().unwrap()),
+                i32::from_be_bytes(v[16..20].try_into().unwrap()),
+            ),
+            Some(_) => return Err(StorageError::CorruptMetadata(format!("partition meta of {cf_name}"))),
+            None => (0, 0, 0),
+        };
+        let cf = db.cf_handle(&cf_name).expect("created above");
+        if let Some(Ok((_, value))) = db.iterator_cf(&cf, IteratorMode::End).next() {
+            let (_, last) = batch::offsets_of(&value);
+            log_end = log_end.max(last + 1);
+        }
+        if let Some(Ok((_, value))) = db.iterator_cf(&cf, IteratorMode::Start).next() {
+            log_start = log_start.max(batch::offsets_of(&value).0);
+        }
+        let prefix = keys::producer_state_prefix(topic_id, Some(partition));
+        let mut entries = Vec::new();
+        for item in db.iterator_cf(&meta, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let pid = i64::from_be_bytes(k[prefix.len()..].try_into().map_err(|_| {
+                StorageError::CorruptMetadata("producer state key".into())
+            })?);
+            let entry = ProducerEntry::decode(&v)
+                .ok_or_else(|| StorageError::CorruptMetadata("producer state".into()))?;
+            entries.push((pid, entry));
+        }
+        drop((cf, meta));
+        let producers = ProducerStates::from_entries(entries);
+        Ok(Arc::new(PartitionLog::new(store, topic_id, partition, cf_name, log_start, log_end, leader_epoch, producers)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        store: Arc<Store>,
+        topic_id: Uuid,
+        partition: i32,
+        cf_name: String,
+        log_start: i64,
+        log_end: i64,
+        leader_epoch: i32,
+        producers: ProducerStates,
+    ) -> PartitionLog {
+        // Everything that survived in the WAL is durable: on a single broker the
+        // high watermark restarts at the log end.
+        let (high_watermark, _) = watch::channel(log_end);
+        PartitionLog {
+            topic_id,
+            partition,
+            cf_name,
+            store,
+            state: Mutex::new(LogState { log_start, log_end, leader_epoch, producers }),
+            high_watermark,
+        }
+    }
+
+    /// The partition index.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The column family name.
+    pub fn cf_name(&self) -> &str {
+        &self.cf_name
+    }
+
+    /// Current log start, log end, high watermark and leader epoch.
+    pub fn offsets(&self) -> LogOffsets {
+        let state = self.state.lock();
+        LogOffsets {
+            log_start: state.log_start,
+            log_end: state.log_end,
+            high_watermark: *self.high_watermark.borrow(),
+            leader_epoch: state.leader_epoch,
+        }
+    }
+
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Appends validated batches: assigns offsets in place, writes data, producer
+    /// state and partition metadata in one RocksDB write (WAL on). The high
+    /// watermark moves at once unless `defer_high_watermark` is set (fsync mode:
+    /// the caller advances it after the fsync).
+    pub fn append(
+        &self,
+        batches: Vec<(BatchHeader, BytesMut)>,
+        defer_high_watermark: bool,
+    ) -> Result<AppendResult, StorageError> {
+        let db = self.store.db();
+        let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        let mut state = self.state.lock();
+        let mut write = WriteBatch::default();
+        let mut next = state.log_end;
+        let mut first_offset = None;
+        let mut touched: Vec<(i64, Option<ProducerEntry>)> = Vec::new();
+        for (header, mut bytes) in batches {
+            if header.has_producer_id() {
+                match state.producers.check(&header) {
+                    Ok(SequenceCheck::Duplicate(offset)) => {
+                        first_offset.get_or_insert(offset);
+                        continue;
+                    }
+                    Ok(SequenceCheck::Append) => {}
+                    Err(e) => {
+                        restore(&mut state.producers, touched);
+                        return Err(e);
+                    }
+                }
+            }
+            batch::assign(&mut bytes, next, state.leader_epoch);
+            write.put_cf(&cf, keys::offset_key(next), &bytes);
+            if header.has_producer_id() {
+                touched.push((header.producer_id, state.producers.get(header.producer_id).cloned()));
+                let entry = state.producers.record(&header, next);
+                write.put_cf(&meta, keys::producer_state(self.topic_id, self.partition, header.producer_id), entry.encode());
+            }
+            first_offset.get_or_insert(next);
+            next += header.last_offset_delta as i64 + 1;
+        }
+        if next != state.log_end {
+            write.put_cf(&meta, keys::partition_meta(self.topic_id, self.partition), meta_value(state.log_start, next, state.leader_epoch));
+            if let Err(e) = db.write(write) {
+                restore(&mut state.producers, touched);
+                return Err(e.into());
+            }
+            state.log_end = next;
+            if !defer_high_watermark {
+                self.advance_high_watermark(next);
+            }
+        }
+        Ok(AppendResult {
+            base_offset: first_offset.unwrap_or(state.log_end),
+            log_end_offset: state.log_end,
+            log_start_offset: state.log_start,
+        })
+    }
+
+    /// Moves the high watermark forward to `offset` (never backwards) and wakes fetchers.
+    pub fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            if offset > *hw {
+                *hw = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Reads whole batches from the one containing `offset` up to the high
+    /// watermark, stopping once `max_bytes` is reached (the first batch is always
+    /// returned whole when `min_one` is set, as Kafka does for the first partition
+    /// of a fetch, so a consumer can always make progress).
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, StorageError> {
+        let LogOffsets { log_start, log_end, high_watermark, .. } = self.offsets();
+        if offset < log_start || offset > log_end {
+            return Err(StorageError::OffsetOutOfRange);
+        }
+        let mut result = ReadResult { high_watermark, log_start_offset: log_start, ..Default::default() };
+        if offset >= high_watermark {
+            return Ok(result);
+        }
+        let db = self.store.db();
+        let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let mut iter = db.raw_iterator_cf(&cf);
+        iter.seek_for_prev(keys::offset_key(offset));
+        if !iter.valid() {
+            iter.seek(keys::offset_key(offset));
+        } else if iter.value().map(|v| batch::offsets_of(v).1 < offset).unwrap_or(false) {
+            iter.next();
+        }
+        while let Some(value) = iter.value() {
+            let (base, _) = batch::offsets_of(value);
+            let oversized = result.bytes + value.len() > max_bytes;
+            if base >= high_watermark || (oversized && !(min_one && result.batches.is_empty())) {
+                break;
+            }
+            result.bytes += value.len();
+            result.batches.push(Bytes::copy_from_slice(value));
+            if result.bytes >= max_bytes {
+                break;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(result)
+    }
+
+    /// The first offset whose record timestamp is >= `timestamp`, with that
+    /// timestamp; None when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut found = None;
+        self.scan_batches(|stored, header| {
+            if header.max_timestamp < timestamp {
+                return true;
+            }
+            found = Some(match batch::record_timestamps(stored) {
+                Some(records) => records
+                    .into_iter()
+                    .find(|(_, ts)| *ts >= timestamp)
+                    .unwrap_or((header.base_offset, header.max_timestamp)),
+                None => (header.base_offset, header.max_timestamp),
+            });
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut best: Option<(i64, i64)> = None;
+        self.scan_batches(|stored, header| {
+            if best.map(|(_, ts)| header.max_timestamp > ts).unwrap_or(true) {
+                let offset = batch::record_timestamps(stored)
+                    .and_then(|r| r.into_iter().find(|(_, ts)| *ts == header.max_timestamp))
+                    .map(|(o, _)| o)
+                    .unwrap_or(header.last_offset());
+                best = Some((offset, header.max_timestamp));
+            }
+            true
+        })?;
+        Ok(best)
+    }
+
+    /// Visits committed batches in order until `visit` returns false.
+    fn scan_batches(&self, mut visit: impl FnMut(&[u8], &BatchHeader) -> bool) -> Result<(), StorageError> {
+        let high_watermark = *self.high_watermark.borrow();
+        let db = self.store.db();
+        let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let mut iter = db.raw_iterator_cf(&cf);
+        iter.seek_to_first();
+        while let Some(value) = iter.value() {
+            let header = BatchHeader::parse(value)?;
+            if header.base_offset >= high_watermark || !visit(value, &header) {
+                break;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
+    }
+
+    fn persist_meta(&self) -> Result<(), StorageError> {
+        let state = self.state.lock();
+        let db = self.store.db();
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        db.put_cf(&meta, keys::partition_meta(self.topic_id, self.partition), meta_value(state.log_start, state.log_end, state.leader_epoch))?;
+        Ok(())
+    }
+}
+
+fn restore(producers: &mut ProducerStates, touched: Vec<(i64, Option<ProducerEntry>)>) {
+    for (pid, previous) in touched.into_iter().rev() {
+        producers.set(pid, previous);
+    }
+}
+
+fn meta_value(log_start: i64, log_end: i64, leader_epoch: i32) -> [u8; 20] {
+    let mut v = [0u8; 20];
+    v[0..8].copy_from_slice(&log_start.to_be_bytes());
+    v[8..16].copy_from_slice(&log_end.to_be_bytes());
+    v[16..20].copy_from_slice(&leader_epoch.to_be_bytes());
+    v
+}

@@ -1,0 +1,113 @@
+//! Topic configs: the keys Kafka defines, their defaults, and value validation.
+
+use std::collections::BTreeMap;
+
+use crate::error::StorageError;
+
+/// How a config value is checked.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Long,
+    Int,
+    Bool,
+    Ratio,
+    OneOf(&'static [&'static str]),
+    List(&'static [&'static str]),
+}
+
+/// Every topic config key with Kafka's default and its value kind.
+const TOPIC_CONFIGS: &[(&str, &str, Kind)] = &[
+    ("cleanup.policy", "delete", Kind::List(&["delete", "compact"])),
+    ("compression.type", "producer", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"])),
+    ("delete.retention.ms", "86400000", Kind::Long),
+    ("file.delete.delay.ms", "60000", Kind::Long),
+    ("flush.messages", "9223372036854775807", Kind::Long),
+    ("flush.ms", "9223372036854775807", Kind::Long),
+    ("index.interval.bytes", "4096", Kind::Int),
+    ("local.retention.bytes", "-2", Kind::Long),
+    ("local.retention.ms", "-2", Kind::Long),
+    ("max.compaction.lag.ms", "9223372036854775807", Kind::Long),
+    ("max.message.bytes", "1048588", Kind::Int),
+    ("message.timestamp.after.max.ms", "3600000", Kind::Long),
+    ("message.timestamp.before.max.ms", "9223372036854775807", Kind::Long),
+    ("message.timestamp.type", "CreateTime", Kind::OneOf(&["CreateTime", "LogAppendTime"])),
+    ("min.cleanable.dirty.ratio", "0.5", Kind::Ratio),
+    ("min.compaction.lag.ms", "0", Kind::Long),
+    ("min.insync.replicas", "1", Kind::Int),
+    ("preallocate", "false", Kind::Bool),
+    ("remote.storage.enable", "false", Kind::Bool),
+    ("retention.bytes", "-1", Kind::Long),
+    ("retention.ms", "604800000", Kind::Long),
+    ("segment.bytes", "1073741824", Kind::Int),
+    ("segment.index.bytes", "10485760", Kind::Int),
+    ("segment.jitter.ms", "0", Kind::Long),
+    ("segment.ms", "604800000", Kind::Long),
+    ("unclean.leader.election.enable", "false", Kind::Bool),
+];
+
+/// The default value of a topic config key, if the key exists.
+pub fn default_of(key: &str) -> Option<&'static str> {
+    TOPIC_CONFIGS.iter().find(|(k, _, _)| *k == key).map(|(_, d, _)| *d)
+}
+
+/// The DescribeConfigs type of a key (1 boolean, 2 string, 3 int, 5 long, 6 double, 7 list).
+pub fn type_of(key: &str) -> i8 {
+    match TOPIC_CONFIGS.iter().find(|(k, _, _)| *k == key).map(|(_, _, kind)| *kind) {
+        Some(Kind::Bool) => 1,
+        Some(Kind::Int) => 3,
+        Some(Kind::Long) => 5,
+        Some(Kind::Ratio) => 6,
+        Some(Kind::List(_)) => 7,
+        Some(Kind::OneOf(_)) | None => 2,
+    }
+}
+
+/// All topic config keys in name order.
+pub fn keys() -> impl Iterator<Item = &'static str> {
+    TOPIC_CONFIGS.iter().map(|(k, _, _)| *k)
+}
+
+/// Checks that `key` is a topic config and `value` fits it.
+pub fn validate(key: &str, value: &str) -> Result<(), StorageError> {
+    let Some((_, _, kind)) = TOPIC_CONFIGS.iter().find(|(k, _, _)| *k == key) else {
+        return Err(StorageError::InvalidConfig(format!("unknown topic config {key}")));
+    };
+    let ok = match kind {
+        Kind::Long => value.trim().parse::<i64>().is_ok(),
+        Kind::Int => value.trim().parse::<i32>().is_ok(),
+        Kind::Bool => matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "false"),
+        Kind::Ratio => value.trim().parse::<f64>().map(|r| (0.0..=1.0).contains(&r)).unwrap_or(false),
+        Kind::OneOf(allowed) => allowed.contains(&value.trim()),
+        Kind::List(allowed) => value.split(',').all(|v| allowed.contains(&v.trim())),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidConfig(format!("invalid value {value:?} for {key}")))
+    }
+}
+
+/// Validates a whole set of overrides.
+pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
+    configs.iter().try_for_each(|(k, v)| validate(k, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        for (k, d, _) in TOPIC_CONFIGS {
+            validate(k, d).unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_keys_and_values_fail() {
+        assert!(validate("no.such.key", "1").is_err());
+        assert!(validate("retention.ms", "soon").is_err());
+        assert!(validate("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate("cleanup.policy", "shred").is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! `TopicStore`: every topic with its id, configs and partition logs, persisted in
+//! the metadata column family.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{keys, topic_config, PartitionLog, Store, META_CF};
+use crate::error::StorageError;
+
+/// Largest legal topic name length.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+/// Upper bound on partitions per topic, so a hostile request cannot exhaust the broker.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// A topic and its partitions.
+pub struct Topic {
+    /// Topic name.
+    pub name: String,
+    /// Stable topic id (a new one if the topic is deleted and created again).
+    pub id: Uuid,
+    /// Config overrides set at creation.
+    pub configs: BTreeMap<String, String>,
+    /// Partition logs, by index.
+    pub partitions: Vec<Arc<PartitionLog>>,
+}
+
+impl Topic {
+    /// The value of a config key: the override or Kafka's default.
+    pub fn config(&self, key: &str) -> Option<&str> {
+        self.configs.get(key).map(String::as_str).or_else(|| topic_config::default_of(key))
+    }
+
+    /// The partition log with this index.
+    pub fn partition(&self, index: i32) -> Option<&Arc<PartitionLog>> {
+        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// What is persisted per topic.
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+}
+
+/// All topics of the broker.
+pub struct TopicStore {
+    store: Arc<Store>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    ids: RwLock<HashMap<Uuid, String>>,
+    // Serialises create/delete/grow so two admin requests never race on one name.
+    admin: Mutex<()>,
+}
+
+impl TopicStore {
+    /// Loads every topic and reopens its partitions; drops column families left
+    /// behind by a deletion that was interrupted.
+    pub fn load(store: Arc<Store>, data_dir: &Path) -> Result<TopicStore, StorageError> {
+        let mut records = Vec::new();
+        {
+            let db = store.db();
+            let meta = db.cf_handle(META_CF).expect("meta cf");
+            for item in db.iterator_cf(&meta, IteratorMode::From(keys::TOPIC_PREFIX, Direction::Forward)) {
+                let (k, v) = item?;
+                if !k.starts_with(keys::TOPIC_PREFIX) {
+                    break;
+                }
+                let record: TopicRecord = serde_json::from_slice(&v)
+                    .map_err(|e| StorageError::CorruptMetadata(format!("topic record: {e}")))?;
+                records.push(record);
+            }
+        }
+        let mut topics = HashMap::new();
+        let mut ids = HashMap::new();
+        let mut live_cfs = std::collections::HashSet::new();
+        for r in records {
+            let partitions = (0..r.partitions)
+                .map(|p| PartitionLog::open(store.clone(), r.id, p))
+                .collect::<Result<Vec<_>, _>>()?;
+            live_cfs.extend(partitions.iter().map(|p| p.cf_name().to_string()));
+            ids.insert(r.id, r.name.clone());
+            topics.insert(r.name.clone(), Arc::new(Topic { name: r.name, id: r.id, configs: r.configs, partitions }));
+        }
+        for orphan in store.partition_cf_names(data_dir).into_iter().filter(|n| !live_cfs.contains(n)) {
+            tracing::warn!(cf = %orphan, "dropping column family of a deleted topic");
+            store.drop_partition_cf(&orphan)?;
+        }
+        tracing::info!(topics = topics.len(), "topics loaded");
+        Ok(TopicStore { store, topics: RwLock::new(topics), ids: RwLock::new(ids), admin: Mutex::new(()) })
+    }
+
+    /// The topic with this name.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// The topic with this id.
+    pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        let name = self.ids.read().get(&id).cloned()?;
+        self.get(&name)
+    }
+
+    /// Every topic, sorted by name.
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self.topics.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Checks a topic creation without doing it.
+    pub fn validate_create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), StorageError> {
+        validate_name(name)?;
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(StorageError::InvalidPartitions(format!(
+                "number of partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}"
+            )));
+        }
+        topic_config::validate_all(configs)?;
+        if self.topics.read().contains_key(name) {
+            return Err(StorageError::TopicAlreadyExists);
+        }
+        Ok(())
+    }
+
+    /// Creates a topic with `partitions` empty partitions.
+    pub fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, StorageError> {
+        let _admin = self.admin.lock();
+        self.validate_create(name, partitions, &configs)?;
+        let id = Uuid::new_v4();
+        let logs = (0..partitions)
+            .map(|p| PartitionLog::create(self.store.clone(), id, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let topic = Arc::new(Topic { name: name.to_string(), id, configs, partitions: logs });
+        self.persist(&topic)?;
+        self.ids.write().insert(id, topic.name.clone());
+        self.topics.write().insert(topic.name.clone(), topic.clone());
+        tracing::info!(topic = name, %id, partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Returns the topic, creating it with `partitions` partitions if it is missing.
+    pub fn get_or_create(&self, name: &str, partitions: i32) -> Result<Arc<Topic>, StorageError> {
+        if let Some(t) = self.get(name) {
+            return Ok(t);
+        }
+        match self.create(name, partitions, BTreeMap::new()) {
+            Err(StorageError::TopicAlreadyExists) => self.get(name).ok_or(StorageError::UnknownTopicOrPartition),
+            other => other,
+        }
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), StorageError> {
+        let _admin = self.admin.lock();
+        let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(StorageError::InvalidPartitions(format!(
+                "topic currently has {current} partitions, {count} would not be an increase"
+            )));
+        }
+        if count > MAX_PARTITIONS {
+            return Err(StorageError::InvalidPartitions(format!("at most {MAX_PARTITIONS} partitions")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut partitions = topic.partitions.clone();
+        for p in current..count {
+            partitions.push(PartitionLog::create(self.store.clone(), topic.id, p)?);
+        }
+        let grown = Arc::new(Topic { name: topic.name.clone(), id: topic.id, configs: topic.configs.clone(), partitions });
+        self.persist(&grown)?;
+        self.topics.write().insert(grown.name.clone(), grown);
+        tracing::info!(topic = name, from = current, to = count, "partitions added");
+        Ok(())
+    }
+
+    /// Deletes a topic: its record, partition metadata, producer state and column families.
+    pub fn delete(&self, name: &str) -> Result<Arc<Topic>, StorageError> {
+        let _admin = self.admin.lock();
+        let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        {
+            let db = self.store.db();
+            let meta = db.cf_handle(META_CF).expect("meta cf");
+            let mut write = WriteBatch::default();
+            write.delete_cf(&meta, keys::topic(name));
+            for prefix in [keys::partition_meta_prefix(topic.id), keys::producer_state_prefix(topic.id, None)] {
+                write.delete_range_cf(&meta, &prefix, &keys::prefix_end(&prefix));
+            }
+            db.write(write)?;
+        }
+        self.topics.write().remove(name);
+        self.ids.write().remove(&topic.id);
+        for p in &topic.partitions {
+            self.store.drop_partition_cf(p.cf_name())?;
+        }
+        tracing::info!(topic = name, id = %topic.id, "topic deleted");
+        Ok(topic)
+    }
+
+    fn persist(&self, topic: &Topic) -> Result<(), StorageError> {
+        let record = TopicRecord {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partitions.len() as i32,
+            configs: topic.configs.clone(),
+        };
+        let value = serde_json::to_vec(&record).map_err(|e| StorageError::CorruptMetadata(e.to_string()))?;
+        let db = self.store.db();
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(true);
+        db.put_cf_opt(&meta, keys::topic(&topic.name), value, &opts)?;
+        Ok(())
+    }
+}
+
+/// Kafka's topic name rules: 1..=249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_name(name: &str) -> Result<(), StorageError> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(StorageError::InvalidTopic(format!("topic name {name:?} is illegal")));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(StorageError::InvalidTopic(format!("topic name is longer than {MAX_TOPIC_NAME_LEN}")));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err(StorageError::InvalidTopic(format!("topic name {name:?} contains illegal characters")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::{split_and_validate, tests::sample_batch};
+    use crate::storage::StoreOptions;
+
+    fn open(dir: &Path) -> (Arc<Store>, TopicStore) {
+        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false };
+        let store = Store::open(dir, &opts).unwrap();
+        let topics = TopicStore::load(store.clone(), dir).unwrap();
+        (store, topics)
+    }
+
+    #[test]
+    fn append_read_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id;
+        {
+            let (_store, topics) = open(dir.path());
+            let t = topics.create("orders", 2, BTreeMap::new()).unwrap();
+            id = t.id;
+            let log = t.partition(1).unwrap();
+            for n in [3, 2] {
+                let batches = split_and_validate(sample_batch(n, -1, -1).freeze()).unwrap();
+                log.append(batches, false).unwrap();
+            }
+            assert_eq!(log.offsets().log_end, 5);
+            let read = log.read(4, 1 << 20, true).unwrap();
+            assert_eq!(read.batches.len(), 1, "batch containing offset 4 only");
+            assert_eq!(batch::offsets_of(&read.batches[0]), (3, 4));
+            assert!(matches!(log.read(6, 100, true), Err(StorageError::OffsetOutOfRange)));
+            assert!(log.read(5, 100, true).unwrap().batches.is_empty());
+        }
+        let (_store, topics) = open(dir.path());
+        let t = topics.get("orders").unwrap();
+        assert_eq!(t.id, id);
+        let log = t.partition(1).unwrap();
+        assert_eq!(log.offsets().log_end, 5);
+        assert_eq!(log.offsets().high_watermark, 5);
+        let all = log.read(0, 1 << 20, true).unwrap();
+        assert_eq!(all.batches.len(), 2);
+    }
+
+    #[test]
+    fn duplicates_keep_offsets_across_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = sample_batch(2, 77, 0);
+        {
+            let (_s, topics) = open(dir.path());
+            let t = topics.create("idem", 1, BTreeMap::new()).unwrap();
+            let log = t.partition(0).unwrap();
+            log.append(split_and_validate(sample_batch(1, -1, -1).freeze()).unwrap(), false).unwrap();
+            let r = log.append(split_and_validate(batch.clone().freeze()).unwrap(), false).unwrap();
+            assert_eq!(r.base_offset, 1);
+        }
+        let (_s, topics) = open(dir.path());
+        let log = topics.get("idem").unwrap().partition(0).unwrap().clone();
+        let r = log.append(split_and_validate(batch.freeze()).unwrap(), false).unwrap();
+        assert_eq!((r.base_offset, r.log_end_offset), (1, 3), "retry answered with the original offset");
+        let gap = split_and_validate(sample_batch(1, 77, 5).freeze()).unwrap();
+        assert!(matches!(log.append(gap, false), Err(StorageError::OutOfOrderSequence { .. })));
+        assert_eq!(log.offsets().log_end, 3);
+    }
+
+    #[test]
+    fn delete_and_recreate_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, topics) = open(dir.path());
+        let t = topics.create("gone", 1, BTreeMap::new()).unwrap();
+        t.partition(0).unwrap().append(split_and_validate(sample_batch(1, -1, -1).freeze()).unwrap(), false).unwrap();
+        topics.delete("gone").unwrap();
+        assert!(matches!(topics.create("gone", 0, BTreeMap::new()), Err(StorageError::InvalidPartitions(_))));
+        let again = topics.create("gone", 1, BTreeMap::new()).unwrap();
+        assert_ne!(again.id, t.id);
+        assert_eq!(again.partition(0).unwrap().offsets().log_end, 0);
+        assert!(matches!(topics.create("gone", 1, BTreeMap::new()), Err(StorageError::TopicAlreadyExists)));
+        assert!(matches!(validate_name("bad/name"), Err(StorageError::InvalidTopic(_))));
+    }
+
+    #[test]
+    fn timestamps_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, topics) = open(dir.path());
+        let t = topics.create("ts", 1, BTreeMap::new()).unwrap();
+        let log = t.partition(0).unwrap();
+        log.append(split_and_validate(sample_batch(3, -1, -1).freeze()).unwrap(), false).unwrap();
+        assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some((1, 1001)));
+        assert_eq!(log.offset_for_timestamp(5000).unwrap(), None);
+        assert_eq!(log.max_timestamp().unwrap(), Some((2, 1002)));
+    }
+}
