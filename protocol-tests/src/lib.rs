@@ -4,6 +4,9 @@
 //! directory; [`Client`] talks to it over blocking TCP, framing requests and encoding/decoding
 //! them with the `kafka-protocol` crate at an explicit version. The remaining helpers build and
 //! check record batches and common requests.
+//!
+//! Run (the broker binary is built separately, e.g. `cargo build --release`):
+//! `FLUXO_BIN=target/release/fluxo cargo test -p protocol-tests`
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};

@@ -94,7 +94,7 @@ fn sigterm_exits_cleanly_with_open_connections() {
     busy.create_topic("t", 1);
     let id = busy.topic_id("t");
     // A long poll in flight while the broker is asked to stop.
-    busy.send(12, &fetch_request(12, "t", id, 0, 0, 10_000, 1));
+    busy.send(12, &fetch_request(12, "t", id, 0, 0, 3_000, 1));
     let status = broker.stop();
     assert!(
         status.success(),
