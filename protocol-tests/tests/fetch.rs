@@ -83,9 +83,7 @@ fn every_version_returns_produced_batches_and_watermarks() {
             );
         }
         assert!(
-            p.aborted_transactions
-                .as_ref()
-                .map_or(true, |a| a.is_empty()),
+            p.aborted_transactions.as_ref().is_none_or(|a| a.is_empty()),
             "{ctx}: aborted transactions"
         );
         let fetched = raw_batches(p.records.as_ref().expect("records"));
@@ -139,7 +137,7 @@ fn every_version_at_log_end_is_empty_and_beyond_is_out_of_range() {
         let (_, p) = fetch(&mut client, version, "end", id, 6);
         assert_eq!(p.error_code, code::NONE, "Fetch v{version} @log end: error");
         assert!(
-            p.records.as_ref().map_or(true, |r| r.is_empty()),
+            p.records.as_ref().is_none_or(|r| r.is_empty()),
             "Fetch v{version} @log end: records {:?}",
             p.records
         );
@@ -155,7 +153,7 @@ fn every_version_at_log_end_is_empty_and_beyond_is_out_of_range() {
                 "Fetch v{version} @{offset} beyond log end 6"
             );
             assert!(
-                p.records.as_ref().map_or(true, |r| r.is_empty()),
+                p.records.as_ref().is_none_or(|r| r.is_empty()),
                 "Fetch v{version} @{offset}: records"
             );
         }
@@ -236,7 +234,7 @@ fn empty_fetch_waits_for_max_wait() {
         let p = single_fetch_partition(&resp, &format!("Fetch v{version} idle"));
         assert_eq!(p.error_code, code::NONE, "Fetch v{version} idle: error");
         assert!(
-            p.records.as_ref().map_or(true, |r| r.is_empty()),
+            p.records.as_ref().is_none_or(|r| r.is_empty()),
             "Fetch v{version} idle: records"
         );
         assert!(elapsed >= Duration::from_millis(250), "Fetch v{version}: min_bytes=1 on an empty log returned after {elapsed:?} < max_wait_ms 300");

@@ -89,8 +89,8 @@ fn acks_1_and_multiple_partitions_in_one_request() {
         .map(|p| encode_batch(&sample_records(&format!("p{p}"), p + 1)))
         .collect();
     let mut req = produce_request(12, "multi", Uuid::nil(), 0, batches[0].clone(), 1);
-    for p in 1..3 {
-        let extra = produce_request(12, "multi", Uuid::nil(), p as i32, batches[p].clone(), 1);
+    for (p, batch) in batches.iter().enumerate().skip(1) {
+        let extra = produce_request(12, "multi", Uuid::nil(), p as i32, batch.clone(), 1);
         req.topic_data[0]
             .partition_data
             .push(extra.topic_data[0].partition_data[0].clone());
