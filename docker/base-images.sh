@@ -8,8 +8,9 @@
 #       official debian:bookworm-slim, loaded with `docker import`.
 #   builder base  $FLUXO_BUILDER_BASE  (default fluxo-base/rust:bookworm)
 #       the runtime base + build-essential, clang, libclang-dev, pkg-config,
-#       ca-certificates, and this machine's Rust toolchain copied in (rustup's
-#       servers are not reachable), laid out like the official rust image:
+#       ca-certificates (plus the CAs added locally on this host), and this
+#       machine's Rust toolchain copied in (rustup's servers are not
+#       reachable), laid out like the official rust image:
 #       CARGO_HOME=/usr/local/cargo, cargo and rustc on PATH.
 #
 # Idempotent: an image whose tag already exists is left alone (--force rebuilds).
@@ -27,7 +28,9 @@
 #
 # Env: FLUXO_RUNTIME_BASE, FLUXO_BUILDER_BASE (image tags), DEBIAN_MIRROR
 # (default http://deb.debian.org/debian), DEBIAN_SUITE (default bookworm),
-# RUST_TOOLCHAIN (toolchain directory to copy; default `rustc --print sysroot`).
+# RUST_TOOLCHAIN (toolchain directory to copy; default `rustc --print sysroot`),
+# LOCAL_CA_DIR (extra CA certificates, *.crt, for the builder base; default
+# /usr/local/share/ca-certificates, where Debian keeps locally added ones).
 set -euo pipefail
 
 RUNTIME_TAG="${FLUXO_RUNTIME_BASE:-fluxo-base/debian:bookworm-slim}"
@@ -160,12 +163,21 @@ build_builder() {
     version="$("$sysroot/bin/rustc" --version | awk '{print $2}')"
     sysroot="$(cd -P "$sysroot" && pwd)"
     work="$(mktemp -d /tmp/fluxo-base.XXXXXX)"
+    # CA certificates added locally on this host (an HTTPS-inspecting proxy's, say)
+    # go along, so cargo in the image reaches crates.io the way it does here.
+    mkdir -p "$work/ca"
+    local ca
+    for ca in "${LOCAL_CA_DIR:-/usr/local/share/ca-certificates}"/*.crt; do
+        if [[ -f "$ca" ]]; then cp "$ca" "$work/ca/"; fi
+    done
     cat >"$work/Dockerfile" <<EOF
 FROM $RUNTIME_TAG
 RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
       build-essential clang libclang-dev pkg-config ca-certificates git \\
  && rm -rf /var/lib/apt/lists/*
+COPY ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates >/dev/null
 COPY rust /usr/local/rust
 ENV RUST_VERSION=$version \\
     CARGO_HOME=/usr/local/cargo \\
@@ -182,7 +194,7 @@ EOF
     local parent base
     parent="$(dirname "$sysroot")"
     base="$(basename "$sysroot")"
-    tar -c -C "$work" Dockerfile \
+    tar -c -C "$work" Dockerfile ca \
         -C "$parent" --exclude="$base/share/doc" --exclude="$base/lib/rustlib/src" \
         --transform "s,^$base,rust,S" "$base" \
         | docker build -q -t "$BUILDER_TAG" - >/dev/null
