@@ -125,8 +125,11 @@ class Broker:
         cmd = self.command()
         self._log_fh.write(("$ " + " ".join(cmd) + "\n").encode())
         self._log_fh.flush()
+        # Hermetic: FLUXO_* variables in the caller's environment would override the
+        # broker's defaults (clap env fallbacks), so they are not passed on.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXO_")}
         self.proc = subprocess.Popen(cmd, stdout=self._log_fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         deadline = time.monotonic() + self.start_timeout
         while True:
             rc = self.proc.poll()

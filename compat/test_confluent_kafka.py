@@ -184,11 +184,17 @@ def test_watermarks_and_offsets_for_times(broker, new_topic):
         # exact hits, in-between timestamps and a timestamp past the end
         queries = [(0, base, 0), (0, base + 3000, 3), (1, base + 2500, 3), (1, base + 9000, 9),
                    (0, base - 100_000, 0), (1, base + 50_000, -1)]
-        res = c.offsets_for_times([TopicPartition(topic, p, t) for p, t, _ in queries], timeout=10)
-        got = [(r.partition, r.offset) for r in res]
-        for r in res:
+        # one partition per request: a ListOffsets request must not name a partition twice
+        got = []
+        for p, t, _ in queries:
+            [r] = c.offsets_for_times([TopicPartition(topic, p, t)], timeout=10)
             assert r.error is None, r.error
+            got.append((r.partition, r.offset))
         assert got == [(p, want) for p, _, want in queries]
+        # both partitions in one request
+        res = c.offsets_for_times([TopicPartition(topic, 0, base + 4000),
+                                   TopicPartition(topic, 1, base + 6500)], timeout=10)
+        assert sorted((r.partition, r.offset) for r in res) == [(0, 4), (1, 7)]
     finally:
         c.close()
 

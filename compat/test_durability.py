@@ -112,6 +112,8 @@ def test_kill9_keeps_acknowledged_records(fresh_broker):
     del p
     n_acked = len(acked)
     assert n_acked >= kill_after
+    print(f"kill -9 after {killed_at_acked} acks; produced {i}, acknowledged {n_acked}, "
+          f"failed/purged {len(failed)}, sent after kill {sent_after_kill}")
 
     b.start()
     wait_for_topic(b.bootstrap, topic, partitions, timeout=30)
