@@ -56,6 +56,17 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the test process dies (Linux only),
+    so no broker outlives an interrupted or killed test run."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class BrokerError(RuntimeError):
     pass
 
@@ -129,7 +140,8 @@ class Broker:
         # broker's defaults (clap env fallbacks), so they are not passed on.
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXO_")}
         self.proc = subprocess.Popen(cmd, stdout=self._log_fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + self.start_timeout
         while True:
             rc = self.proc.poll()
