@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
 use crate::error::StorageError;
 use crate::storage::producer_ids::ProducerIdAllocator;
@@ -23,6 +25,8 @@ pub struct Broker {
     pub advertised_host: String,
     /// Advertised port clients connect to.
     pub advertised_port: i32,
+    /// Cancelled when the broker starts shutting down; long polls end early.
+    pub shutdown: CancellationToken,
 }
 
 impl Broker {
@@ -39,7 +43,16 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&store)?;
         let (advertised_host, advertised_port) =
             config.advertised_host_port().expect("validated with the config");
-        Ok(Arc::new(Broker { config, store, topics, producer_ids, cluster_id, advertised_host, advertised_port }))
+        Ok(Arc::new(Broker {
+            config,
+            store,
+            topics,
+            producer_ids,
+            cluster_id,
+            advertised_host,
+            advertised_port,
+            shutdown: CancellationToken::new(),
+        }))
     }
 
     /// This broker's node id.

@@ -1,12 +1,14 @@
 //! One client connection: read frames, dispatch requests (several may be in
 //! flight), write responses in request order.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
+use kafka_protocol::messages::ApiKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -23,18 +25,45 @@ const MAX_IN_FLIGHT: usize = 64;
 
 /// Serves one connection until the client closes it, it breaks the protocol, or
 /// the broker shuts down (then in-flight requests are answered first).
+///
+/// Requests are processed in the order they arrive, as Kafka guarantees: a
+/// request starts only when the ones before it have finished. The exception is
+/// a run of produce requests: their appends happen in order when they start,
+/// and only their wait for durability overlaps, so pipelined produces share
+/// fsyncs without reordering anything a client can observe.
 pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
     let _ = socket.set_nodelay(true);
     let (reader, mut writer) = socket.into_split();
     let mut frames = FramedRead::with_capacity(reader, protocol::codec(broker.config.max_frame_bytes), 64 * 1024);
     let mut in_flight = FuturesOrdered::new();
+    // Whether each in-flight request is a produce, oldest first.
+    let mut kinds: VecDeque<bool> = VecDeque::new();
+    let mut waiting: Option<Request> = None;
     let mut reading = true;
     loop {
+        if let Some(request) = waiting.take() {
+            let is_produce = request.api_key == ApiKey::Produce;
+            if kinds.is_empty() || (is_produce && kinds.iter().all(|p| *p)) {
+                match start(&broker, request) {
+                    Ok(reply) => {
+                        in_flight.push_back(reply);
+                        kinds.push_back(is_produce);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "closing connection");
+                        reading = false;
+                    }
+                }
+            } else {
+                waiting = Some(request);
+            }
+        }
+        let can_read = reading && waiting.is_none() && in_flight.len() < MAX_IN_FLIGHT;
         tokio::select! {
             Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                kinds.pop_front();
                 match reply {
                     Ok(Some(frame)) => {
-                        let frame: bytes::BytesMut = frame;
                         if let Err(e) = writer.write_all(&frame).await {
                             tracing::debug!(error = %e, "client went away");
                             return;
@@ -47,17 +76,11 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut
                     }
                 }
             }
-            frame = frames.next(), if reading && in_flight.len() < MAX_IN_FLIGHT => {
-                match frame {
-                    Some(Ok(frame)) => match start(&broker, frame.freeze()) {
-                        Ok(reply) => in_flight.push_back(reply),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "closing connection");
-                            reading = false;
-                        }
-                    },
+            frame = frames.next(), if can_read => {
+                match frame.map(|f| f.map_err(ConnectionError::from).and_then(|f| Request::parse(f.freeze()))) {
+                    Some(Ok(request)) => waiting = Some(request),
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "bad frame, closing connection");
+                        tracing::warn!(error = %e, "bad request, closing connection");
                         reading = false;
                     }
                     None => reading = false,
@@ -65,7 +88,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut
             }
             _ = shutdown.changed(), if reading => reading = false,
         }
-        if !reading && in_flight.is_empty() {
+        if !reading && in_flight.is_empty() && waiting.is_none() {
             break;
         }
     }
@@ -74,8 +97,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut
 }
 
 /// Parses a frame and starts its handler inside a request span.
-fn start(broker: &Arc<Broker>, frame: bytes::Bytes) -> Result<futures::future::BoxFuture<'static, Reply>, ConnectionError> {
-    let request = Request::parse(frame)?;
+fn start(broker: &Arc<Broker>, request: Request) -> Result<futures::future::BoxFuture<'static, Reply>, ConnectionError> {
     let span = tracing::debug_span!(
         "request",
         api = ?request.api_key,

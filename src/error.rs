@@ -130,3 +130,113 @@ pub enum ConnectionError {
     #[error("cannot encode response: {0}")]
     Encode(String),
 }
+
+/// Errors raised by the group coordinator (consumer groups and committed offsets).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GroupError {
+    /// The group id is empty.
+    #[error("the group id is empty")]
+    InvalidGroupId,
+    /// The session timeout is outside the broker's allowed range.
+    #[error("session timeout {0} ms is outside the allowed range")]
+    InvalidSessionTimeout(i32),
+    /// The member id is not (or no longer) known to the group.
+    #[error("the member id is not known to the group")]
+    UnknownMemberId,
+    /// A first JoinGroup (v4+) must be retried with the member id the response carries.
+    #[error("a member id is required: rejoin with the one assigned")]
+    MemberIdRequired,
+    /// The generation is not the group's current one.
+    #[error("the generation is not the group's current one")]
+    IllegalGeneration,
+    /// The group is rebalancing; the member must rejoin.
+    #[error("the group is rebalancing")]
+    RebalanceInProgress,
+    /// Another member with the same group.instance.id replaced this one.
+    #[error("the static member was fenced by a newer instance")]
+    FencedInstanceId,
+    /// The protocol type or protocols do not match the group's.
+    #[error("the protocol type or protocols do not match the group's")]
+    InconsistentGroupProtocol,
+    /// The group was deleted or is being unloaded; the client should retry.
+    #[error("the group is not available")]
+    CoordinatorNotAvailable,
+    /// The group does not exist (or is not of the kind the request needs).
+    #[error("{0}")]
+    GroupIdNotFound(String),
+    /// The group still has members.
+    #[error("the group is not empty")]
+    NonEmptyGroup,
+    /// The group's members are subscribed to the topic.
+    #[error("the group is subscribed to the topic")]
+    GroupSubscribedToTopic,
+    /// The offset metadata string is longer than allowed.
+    #[error("offset metadata is too large")]
+    OffsetMetadataTooLarge,
+    /// The topic or partition does not exist.
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    /// The member epoch is fenced (KIP-848): the member must rejoin with epoch 0.
+    #[error("{0}")]
+    FencedMemberEpoch(String),
+    /// The member epoch of an offset commit or fetch is not the member's current one.
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    /// The requested server-side assignor does not exist.
+    #[error("{0}")]
+    UnsupportedAssignor(String),
+    /// The static member's instance id is still held by another member.
+    #[error("{0}")]
+    UnreleasedInstanceId(String),
+    /// The request is malformed for this API.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The request version cannot be used with this group.
+    #[error("{0}")]
+    UnsupportedVersion(String),
+    /// Persisting group state failed.
+    #[error("storage: {0}")]
+    Storage(std::sync::Arc<StorageError>),
+}
+
+impl From<StorageError> for GroupError {
+    fn from(e: StorageError) -> Self {
+        GroupError::Storage(std::sync::Arc::new(e))
+    }
+}
+
+impl GroupError {
+    /// The Kafka error code a client sees for this error.
+    pub fn code(&self) -> i16 {
+        self.kafka_error().code()
+    }
+
+    /// The Kafka error this maps to; the single mapping from coordinator errors to the protocol.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+            GroupError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout,
+            GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+            GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+            GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+            GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+            GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+            GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+            GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+            GroupError::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
+            GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+            GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+            GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+            GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            GroupError::FencedMemberEpoch(_) => ResponseError::FencedMemberEpoch,
+            GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+            GroupError::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
+            GroupError::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId,
+            GroupError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            GroupError::UnsupportedVersion(_) => ResponseError::UnsupportedVersion,
+            // Clients retry a commit or join on COORDINATOR_NOT_AVAILABLE; a storage error
+            // code would be fatal to most of them.
+            GroupError::Storage(_) => ResponseError::CoordinatorNotAvailable,
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! (headers, codec) → `handlers` (one module per Kafka API) → `broker`
 //! (shared state, coordinators) → `storage` (RocksDB-backed partition logs).
 
+pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod connection;

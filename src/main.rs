@@ -7,6 +7,9 @@ use fluxo::broker::Broker;
 use fluxo::config::{Cli, Config};
 use tokio::net::TcpListener;
 
+#[global_allocator]
+static ALLOCATOR: fluxo::alloc::BrokerAllocator = fluxo::alloc::BrokerAllocator;
+
 fn main() -> ExitCode {
     let config = match Config::load(Cli::parse()) {
         Ok(c) => c,

@@ -40,6 +40,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: impl std:
     tracing::info!(connections = connections.len(), "shutting down: draining connections");
     drop(listener);
     let _ = stop_tx.send(true);
+    broker.shutdown.cancel();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!("connections still busy after {DRAIN_TIMEOUT:?}; closing them");

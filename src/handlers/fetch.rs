@@ -54,7 +54,11 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
             return FetchResponse::default().with_responses(responses);
         }
         let changed = select_all(watchers.iter_mut().map(|w| w.changed().boxed()));
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+        let woken = tokio::select! {
+            r = tokio::time::timeout_at(deadline, changed) => r.is_ok(),
+            _ = broker.shutdown.cancelled() => false,
+        };
+        if !woken {
             let (responses, _, _) = read_all(&wanted, max_bytes, version);
             return FetchResponse::default().with_responses(responses);
         }

@@ -8,6 +8,8 @@
 //! - `t/<topic name>` → topic record (JSON)
 //! - `p/<topic id><partition>` → partition metadata (log start, log end, leader epoch)
 //! - `s/<topic id><partition><producer id>` → idempotent producer state
+//! - `g/<group id>` → consumer group metadata (JSON, see `group_store`)
+//! - `o/<group id len><group id><topic len><topic><partition>` → committed offset
 //! - `cluster_id`, `producer_id_block` → broker-wide values
 
 use uuid::Uuid;
@@ -80,6 +82,52 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; prefix.len() + 1]
 }
 
+/// Prefix of all group metadata records.
+pub const GROUP_PREFIX: &[u8] = b"g/";
+
+/// Key of a group's metadata record.
+pub fn group(id: &str) -> Vec<u8> {
+    let mut k = GROUP_PREFIX.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Prefix of all committed offsets.
+pub const OFFSET_PREFIX: &[u8] = b"o/";
+
+/// Prefix of the committed offsets of one group (the id is length-prefixed, so one
+/// group's prefix never covers another's).
+pub fn offset_commit_prefix(group: &str) -> Vec<u8> {
+    let mut k = OFFSET_PREFIX.to_vec();
+    k.extend_from_slice(&(group.len() as u32).to_be_bytes());
+    k.extend_from_slice(group.as_bytes());
+    k
+}
+
+/// Key of one committed offset: group, topic name and partition.
+pub fn offset_commit(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut k = offset_commit_prefix(group);
+    k.extend_from_slice(&(topic.len() as u32).to_be_bytes());
+    k.extend_from_slice(topic.as_bytes());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// Splits an offset key into (group, topic, partition).
+pub fn parse_offset_commit(key: &[u8]) -> Option<(String, String, i32)> {
+    let rest = key.strip_prefix(OFFSET_PREFIX)?;
+    let (group, rest) = take_prefixed(rest)?;
+    let (topic, rest) = take_prefixed(rest)?;
+    let partition = i32::from_be_bytes(rest.try_into().ok()?);
+    Some((group, topic, partition))
+}
+
+fn take_prefixed(bytes: &[u8]) -> Option<(String, &[u8])> {
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let s = bytes.get(4..4 + len)?;
+    Some((String::from_utf8(s.to_vec()).ok()?, &bytes[4 + len..]))
+}
+
 /// Key of the cluster id.
 pub const CLUSTER_ID: &[u8] = b"cluster_id";
 /// Key of the first producer id not yet handed out in a block.
@@ -94,6 +142,14 @@ mod tests {
         assert!(offset_key(1) < offset_key(2));
         assert!(offset_key(255) < offset_key(256));
         assert!(offset_key(0) < offset_key(i64::MAX));
+    }
+
+    #[test]
+    fn offset_keys_round_trip_and_do_not_overlap() {
+        let k = offset_commit("grp", "topic-a", 7);
+        assert_eq!(parse_offset_commit(&k), Some(("grp".into(), "topic-a".into(), 7)));
+        assert!(k.starts_with(&offset_commit_prefix("grp")));
+        assert!(!k.starts_with(&offset_commit_prefix("gr")));
     }
 
     #[test]

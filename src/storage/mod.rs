@@ -5,6 +5,7 @@
 //! which own the key layout (see `keys`).
 
 pub mod batch;
+pub mod group_store;
 pub mod keys;
 pub mod partition_log;
 pub mod producer_ids;

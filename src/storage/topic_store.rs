@@ -251,7 +251,7 @@ pub fn validate_name(name: &str) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::batch::{split_and_validate, tests::sample_batch};
+    use crate::storage::batch::{self, split_and_validate, tests::sample_batch};
     use crate::storage::StoreOptions;
 
     fn open(dir: &Path) -> (Arc<Store>, TopicStore) {
