@@ -5,6 +5,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::coordinator::{GroupCoordinator, GroupSettings};
+use crate::metrics::Metrics;
 use crate::error::StorageError;
 use crate::storage::producer_ids::ProducerIdAllocator;
 use crate::storage::{keys, Store, StoreOptions, TopicStore, META_CF};
@@ -17,6 +19,8 @@ pub struct Broker {
     pub store: Arc<Store>,
     /// Every topic and partition log.
     pub topics: TopicStore,
+    /// The group coordinator: consumer groups and committed offsets.
+    pub groups: GroupCoordinator,
     /// Idempotent producer id allocation.
     pub producer_ids: ProducerIdAllocator,
     /// Cluster id, stable across restarts.
@@ -27,6 +31,8 @@ pub struct Broker {
     pub advertised_port: i32,
     /// Cancelled when the broker starts shutting down; long polls end early.
     pub shutdown: CancellationToken,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 impl Broker {
@@ -40,6 +46,7 @@ impl Broker {
         let store = Store::open(&config.data_dir, &options)?;
         let topics = TopicStore::load(store.clone(), &config.data_dir)?;
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
+        let groups = GroupCoordinator::load(store.clone(), GroupSettings::default())?;
         let cluster_id = load_or_create_cluster_id(&store)?;
         let (advertised_host, advertised_port) =
             config.advertised_host_port().expect("validated with the config");
@@ -47,11 +54,13 @@ impl Broker {
             config,
             store,
             topics,
+            groups,
             producer_ids,
             cluster_id,
             advertised_host,
             advertised_port,
             shutdown: CancellationToken::new(),
+            metrics: Metrics::default(),
         }))
     }
 

@@ -35,6 +35,8 @@ pub struct Config {
     pub block_cache_mb: usize,
     /// Total memtable memory across all partitions, in MiB.
     pub write_buffer_mb: usize,
+    /// Address of the HTTP endpoint serving `/metrics` and `/health`; empty disables it.
+    pub metrics_listener: String,
 }
 
 /// How log lines are written.
@@ -62,6 +64,7 @@ impl Default for Config {
             log_format: LogFormat::Plain,
             block_cache_mb: 256,
             write_buffer_mb: 256,
+            metrics_listener: "0.0.0.0:9644".into(),
         }
     }
 }
@@ -120,6 +123,9 @@ pub struct Cli {
     /// Total memtable memory in MiB.
     #[arg(long, env = "FLUXO_WRITE_BUFFER_MB")]
     pub write_buffer_mb: Option<usize>,
+    /// Address of the /metrics and /health endpoint (empty: off).
+    #[arg(long, env = "FLUXO_METRICS_LISTENER")]
+    pub metrics_listener: Option<String>,
 }
 
 /// Why a configuration was rejected; one line, naming the key or path.
@@ -173,7 +179,8 @@ impl Config {
             log_level,
             log_format,
             block_cache_mb,
-            write_buffer_mb
+            write_buffer_mb,
+            metrics_listener
         );
         config.validate()?;
         Ok(config)
@@ -207,6 +214,9 @@ impl Config {
         };
         if self.listener.parse::<SocketAddr>().is_err() {
             return Err(invalid("listener", "expected ip:port, e.g. 0.0.0.0:9092"));
+        }
+        if !self.metrics_listener.is_empty() && self.metrics_listener.parse::<SocketAddr>().is_err() {
+            return Err(invalid("metrics_listener", "expected ip:port, or empty to disable"));
         }
         if self.advertised_host_port().is_none() {
             return Err(invalid("advertised_listener", "expected host:port"));

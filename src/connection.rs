@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::broker::Broker;
 use crate::error::ConnectionError;
 use crate::handlers::{self, Reply};
+use crate::metrics::Metrics;
 use crate::protocol::{self, Request};
 
 /// Requests a client may have in flight on one connection before we stop reading.
@@ -33,6 +34,9 @@ const MAX_IN_FLIGHT: usize = 64;
 /// fsyncs without reordering anything a client can observe.
 pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
     let _ = socket.set_nodelay(true);
+    broker.metrics.connections.inc();
+    broker.metrics.connections_accepted.inc();
+    let _open = scopeguard(&broker);
     let (reader, mut writer) = socket.into_split();
     let mut frames = FramedRead::with_capacity(reader, protocol::codec(broker.config.max_frame_bytes), 64 * 1024);
     let mut in_flight = FuturesOrdered::new();
@@ -106,12 +110,39 @@ fn start(broker: &Arc<Broker>, request: Request) -> Result<futures::future::BoxF
         client_id = request.client_id.as_deref().unwrap_or(""),
     );
     let started = Instant::now();
-    let reply = span.in_scope(|| handlers::dispatch(broker, request))?;
+    let labels = Metrics::api(request.api_key);
+    broker.metrics.requests.get_or_create(&labels).inc();
+    let reply = match span.in_scope(|| handlers::dispatch(broker, request)) {
+        Ok(reply) => reply,
+        Err(e) => {
+            broker.metrics.errors.get_or_create(&labels).inc();
+            return Err(e);
+        }
+    };
+    let broker = broker.clone();
     Ok(async move {
         let reply = reply.await;
-        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "request done");
+        let elapsed = started.elapsed();
+        broker.metrics.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        if reply.is_err() {
+            broker.metrics.errors.get_or_create(&labels).inc();
+        }
+        tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "request done");
         reply
     }
     .instrument(span)
     .boxed())
+}
+
+/// Decrements the open-connections gauge when the connection task ends, however it ends.
+struct OpenConnection(Arc<Broker>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connections.dec();
+    }
+}
+
+fn scopeguard(broker: &Arc<Broker>) -> OpenConnection {
+    OpenConnection(broker.clone())
 }

@@ -59,6 +59,18 @@ async fn run(config: Config) -> ExitCode {
         fsync = broker.config.fsync,
         "fluxo broker started"
     );
+    if !broker.config.metrics_listener.is_empty() {
+        let addr = broker.config.metrics_listener.clone();
+        match TcpListener::bind(&addr).await {
+            Ok(l) => {
+                tracing::info!(metrics = %addr, "metrics endpoint started");
+                tokio::spawn(fluxo::http::serve(broker.clone(), l));
+            }
+            // Metrics are not worth refusing Kafka traffic for (a second local
+            // broker on the default port, say): say so loudly and go on.
+            Err(e) => tracing::error!(metrics = %addr, error = %e, "metrics endpoint disabled: cannot bind"),
+        }
+    }
     fluxo::server::run(broker, listener, shutdown_signal()).await;
     ExitCode::SUCCESS
 }

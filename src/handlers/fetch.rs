@@ -10,7 +10,7 @@ use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -18,12 +18,15 @@ use uuid::Uuid;
 use super::leader_epoch_error;
 use crate::broker::Broker;
 use crate::error::StorageError;
-use crate::storage::PartitionLog;
+use crate::metrics::Metrics;
+use crate::storage::{batch, PartitionLog};
 
 /// Upper bound on a long poll, whatever the client asks for.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 struct Wanted {
+    /// The topic's name, when it exists (v13+ requests name topics by id only).
+    resolved: Option<String>,
     name: TopicName,
     topic_id: Uuid,
     partitions: Vec<(FetchPartition, Result<Arc<PartitionLog>, StorageError>)>,
@@ -51,7 +54,7 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
         }
         let (responses, bytes, any_error) = read_all(&wanted, max_bytes, version);
         if bytes >= request.min_bytes.max(0) as usize || any_error || watchers.is_empty() || Instant::now() >= deadline {
-            return FetchResponse::default().with_responses(responses);
+            return respond(&broker, &wanted, responses);
         }
         let changed = select_all(watchers.iter_mut().map(|w| w.changed().boxed()));
         let woken = tokio::select! {
@@ -60,7 +63,7 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
         };
         if !woken {
             let (responses, _, _) = read_all(&wanted, max_bytes, version);
-            return FetchResponse::default().with_responses(responses);
+            return respond(&broker, &wanted, responses);
         }
     }
 }
@@ -82,7 +85,7 @@ fn resolve(broker: &Broker, topics: Vec<kafka_protocol::messages::fetch_request:
                     (p, log)
                 })
                 .collect();
-            Wanted { name: t.topic, topic_id: t.topic_id, partitions }
+            Wanted { resolved: topic.as_ref().map(|t| t.name.clone()), name: t.topic, topic_id: t.topic_id, partitions }
         })
         .collect()
 }
@@ -139,6 +142,29 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, version: i16) -> (Vec<Fetchable
         })
         .collect();
     (responses, total, any_error)
+}
+
+/// Builds the response and counts what it carries.
+fn respond(broker: &Broker, wanted: &[Wanted], responses: Vec<FetchableTopicResponse>) -> FetchResponse {
+    let metrics = &broker.metrics;
+    for (w, r) in wanted.iter().zip(&responses) {
+        let errors = r.partitions.iter().filter(|p| p.error_code != 0).count();
+        if errors > 0 {
+            metrics.errors.get_or_create(&Metrics::api(ApiKey::Fetch)).inc_by(errors as u64);
+        }
+        let Some(name) = &w.resolved else { continue };
+        let (bytes, records) = r
+            .partitions
+            .iter()
+            .filter_map(|p| p.records.as_ref())
+            .fold((0u64, 0u64), |(b, n), recs| (b + recs.len() as u64, n + batch::count_records(recs)));
+        if bytes > 0 {
+            let labels = Metrics::topic(name);
+            metrics.bytes_out.get_or_create(&labels).inc_by(bytes);
+            metrics.records_out.get_or_create(&labels).inc_by(records);
+        }
+    }
+    FetchResponse::default().with_responses(responses)
 }
 
 /// Sets the offsets a partition reports (log start offset exists from v5).

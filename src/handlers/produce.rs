@@ -8,10 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
 use super::admin::error_message;
 use crate::broker::Broker;
+use crate::metrics::Metrics;
 use crate::error::StorageError;
 use crate::storage::batch::{self, BatchError};
 use crate::storage::{PartitionLog, Topic};
@@ -39,7 +40,7 @@ pub fn handle(
                 Err(None)
             } else {
                 match &topic {
-                    Some(topic) => append(topic, data, fsync).map_err(Some),
+                    Some(topic) => append(broker, topic, data, fsync).map_err(Some),
                     None => Err(Some(missing())),
                 }
             };
@@ -57,6 +58,7 @@ pub fn handle(
                     }
                 }
                 Err(Some(e)) => {
+                    broker.metrics.errors.get_or_create(&Metrics::api(ApiKey::Produce)).inc();
                     tracing::debug!(topic = %name.0, partition = index, error = %e, "produce rejected");
                     failed(index, e.code(), error_message(&e), version)
                 }
@@ -86,7 +88,7 @@ pub fn handle(
 
 type Appended = (Arc<PartitionLog>, crate::storage::partition_log::AppendResult, i64);
 
-fn append(topic: &Arc<Topic>, data: PartitionProduceData, defer_hw: bool) -> Result<Appended, StorageError> {
+fn append(broker: &Broker, topic: &Arc<Topic>, data: PartitionProduceData, defer_hw: bool) -> Result<Appended, StorageError> {
     let log = topic.partition(data.index).ok_or(StorageError::UnknownTopicOrPartition)?.clone();
     let records = data.records.ok_or(BatchError::Empty)?;
     let max_bytes: usize = topic.config("max.message.bytes").and_then(|v| v.parse().ok()).unwrap_or(1_048_588);
@@ -102,7 +104,12 @@ fn append(topic: &Arc<Topic>, data: PartitionProduceData, defer_hw: bool) -> Res
             *header = batch::BatchHeader::parse(bytes)?;
         }
     }
+    let bytes: usize = batches.iter().map(|(_, b)| b.len()).sum();
+    let records: i64 = batches.iter().map(|(h, _)| h.record_count as i64).sum();
     let result = log.append(batches, defer_hw)?;
+    let labels = Metrics::topic(&topic.name);
+    broker.metrics.bytes_in.get_or_create(&labels).inc_by(bytes as u64);
+    broker.metrics.records_in.get_or_create(&labels).inc_by(records as u64);
     Ok((log, result, append_time))
 }
 

@@ -330,6 +330,17 @@ pub(crate) mod tests {
     }
 }
 
+/// Total records in a run of stored batches (headers only).
+pub fn count_records(mut batches: &[u8]) -> u64 {
+    let mut total = 0u64;
+    while batches.len() >= HEADER_LEN {
+        let len = LOG_OVERHEAD + i32::from_be_bytes(batches[8..12].try_into().unwrap()).max(0) as usize;
+        total += i32::from_be_bytes(batches[57..61].try_into().unwrap()).max(0) as u64;
+        batches = &batches[len.min(batches.len())..];
+    }
+    total
+}
+
 /// Stamps a batch with the broker's clock (LogAppendTime topics): sets the
 /// timestamp-type bit and the max timestamp, then recomputes the CRC.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {

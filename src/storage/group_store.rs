@@ -149,7 +149,7 @@ impl GroupStore {
         let mut write = WriteBatch::default();
         write.delete_cf(&meta, keys::group(group));
         let prefix = keys::offset_commit_prefix(group);
-        write.delete_range_cf(&meta, &prefix, keys::prefix_end(&prefix));
+        write.delete_range_cf(&meta, &prefix, &keys::prefix_end(&prefix));
         db.write(write)?;
         Ok(())
     }

@@ -169,6 +169,16 @@ impl PartitionLog {
         }
     }
 
+    /// Estimated bytes stored for this partition (SST files plus memtables).
+    pub fn size_bytes(&self) -> u64 {
+        let db = self.store.db();
+        let Some(cf) = db.cf_handle(&self.cf_name) else { return 0 };
+        ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"]
+            .iter()
+            .filter_map(|p| db.property_int_value_cf(&cf, *p).ok().flatten())
+            .sum()
+    }
+
     /// A receiver that changes whenever the high watermark moves.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()

@@ -1,0 +1,143 @@
+//! Prometheus metrics: request counts, errors and latency per API, bytes and
+//! records in/out per topic, connections, and per-partition offsets and sizes
+//! (read from the logs at scrape time, so they can never drift).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::storage::TopicStore;
+
+/// Labels of per-API metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// Kafka API name, e.g. `Produce`.
+    pub api: String,
+}
+
+/// Labels of per-topic metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// Topic name.
+    pub topic: String,
+}
+
+/// Labels of per-partition metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: String,
+}
+
+type HistogramFamily = Family<ApiLabels, Histogram, fn() -> Histogram>;
+
+/// The broker's live metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests handled, per API.
+    pub requests: Family<ApiLabels, Counter>,
+    /// Requests (or partitions within them) answered with an error, per API.
+    pub errors: Family<ApiLabels, Counter>,
+    /// Request handling time, per API.
+    pub latency: HistogramFamily,
+    /// Bytes of record batches produced, per topic.
+    pub bytes_in: Family<TopicLabels, Counter>,
+    /// Records produced, per topic.
+    pub records_in: Family<TopicLabels, Counter>,
+    /// Bytes of record batches fetched, per topic.
+    pub bytes_out: Family<TopicLabels, Counter>,
+    /// Records fetched, per topic.
+    pub records_out: Family<TopicLabels, Counter>,
+    /// Open client connections.
+    pub connections: Gauge,
+    /// Connections accepted since start.
+    pub connections_accepted: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<ApiLabels, Counter>::default();
+        let errors = Family::<ApiLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let bytes_in = Family::<TopicLabels, Counter>::default();
+        let records_in = Family::<TopicLabels, Counter>::default();
+        let bytes_out = Family::<TopicLabels, Counter>::default();
+        let records_out = Family::<TopicLabels, Counter>::default();
+        let connections = Gauge::default();
+        let connections_accepted = Counter::default();
+        registry.register("fluxo_requests", "Requests handled per Kafka API", requests.clone());
+        registry.register("fluxo_request_errors", "Requests or partitions answered with an error, per Kafka API", errors.clone());
+        registry.register("fluxo_request_duration_seconds", "Request handling time per Kafka API", latency.clone());
+        registry.register("fluxo_topic_bytes_in", "Record batch bytes produced per topic", bytes_in.clone());
+        registry.register("fluxo_topic_records_in", "Records produced per topic", records_in.clone());
+        registry.register("fluxo_topic_bytes_out", "Record batch bytes fetched per topic", bytes_out.clone());
+        registry.register("fluxo_topic_records_out", "Records fetched per topic", records_out.clone());
+        registry.register("fluxo_connections", "Open client connections", connections.clone());
+        registry.register("fluxo_connections_accepted", "Client connections accepted", connections_accepted.clone());
+        Metrics {
+            registry,
+            requests,
+            errors,
+            latency,
+            bytes_in,
+            records_in,
+            bytes_out,
+            records_out,
+            connections,
+            connections_accepted,
+        }
+    }
+}
+
+impl Metrics {
+    /// Labels for an API.
+    pub fn api(api: impl std::fmt::Debug) -> ApiLabels {
+        ApiLabels { api: format!("{api:?}") }
+    }
+
+    /// Labels for a topic.
+    pub fn topic(name: &str) -> TopicLabels {
+        TopicLabels { topic: name.to_string() }
+    }
+
+    /// The Prometheus text exposition of every metric, partitions included.
+    pub fn render(&self, topics: &TopicStore) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        // Partition gauges are read from the logs at scrape time; `encode` of a
+        // second registry appends another `# EOF`, so drop the first one.
+        if let Some(stripped) = out.strip_suffix("# EOF\n") {
+            out.truncate(stripped.len());
+        }
+        let mut partitions = Registry::default();
+        let log_end = Family::<PartitionLabels, Gauge>::default();
+        let high_watermark = Family::<PartitionLabels, Gauge>::default();
+        let log_start = Family::<PartitionLabels, Gauge>::default();
+        let size = Family::<PartitionLabels, Gauge>::default();
+        for topic in topics.all() {
+            for log in &topic.partitions {
+                let labels = PartitionLabels { topic: topic.name.clone(), partition: log.partition().to_string() };
+                let offsets = log.offsets();
+                log_end.get_or_create(&labels).set(offsets.log_end);
+                high_watermark.get_or_create(&labels).set(offsets.high_watermark);
+                log_start.get_or_create(&labels).set(offsets.log_start);
+                size.get_or_create(&labels).set(log.size_bytes() as i64);
+            }
+        }
+        partitions.register("fluxo_partition_log_end_offset", "Next offset to be written", log_end);
+        partitions.register("fluxo_partition_high_watermark", "Offsets below this are visible to consumers", high_watermark);
+        partitions.register("fluxo_partition_log_start_offset", "First offset still in the log", log_start);
+        partitions.register("fluxo_partition_size_bytes", "Estimated bytes stored for the partition", size);
+        let _ = encode(&mut out, &partitions);
+        out
+    }
+}
