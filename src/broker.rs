@@ -22,10 +22,6 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     /// Cluster id, stable across restarts.
     pub cluster_id: String,
-    /// Advertised host clients connect to.
-    pub advertised_host: String,
-    /// Advertised port clients connect to.
-    pub advertised_port: i32,
     /// Cancelled when the broker starts shutting down; long polls end early.
     pub shutdown: CancellationToken,
     /// Prometheus metrics.
@@ -44,16 +40,12 @@ impl Broker {
         let topics = TopicStore::load(store.clone(), &config.data_dir)?;
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
         let cluster_id = load_or_create_cluster_id(&store)?;
-        let (advertised_host, advertised_port) =
-            config.advertised_host_port().expect("validated with the config");
         Ok(Arc::new(Broker {
             config,
             store,
             topics,
             producer_ids,
             cluster_id,
-            advertised_host,
-            advertised_port,
             shutdown: CancellationToken::new(),
             metrics: Metrics::default(),
         }))
@@ -63,6 +55,15 @@ impl Broker {
     pub fn node_id(&self) -> i32 {
         self.config.node_id
     }
+}
+
+/// The address a listener tells its clients to use for this broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
 }
 
 fn load_or_create_cluster_id(store: &Store) -> Result<String, StorageError> {

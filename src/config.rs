@@ -37,6 +37,10 @@ pub struct Config {
     pub write_buffer_mb: usize,
     /// Address of the HTTP endpoint serving `/metrics` and `/health`; empty disables it.
     pub metrics_listener: String,
+    /// More listeners, each `bind=advertised` (e.g. `0.0.0.0:29092=fluxo:29092` for
+    /// clients inside a container network); clients are told the address of the
+    /// listener they connected to, as with Kafka's `advertised.listeners`.
+    pub extra_listeners: Vec<String>,
 }
 
 /// How log lines are written.
@@ -65,6 +69,7 @@ impl Default for Config {
             block_cache_mb: 256,
             write_buffer_mb: 256,
             metrics_listener: "0.0.0.0:9644".into(),
+            extra_listeners: Vec::new(),
         }
     }
 }
@@ -126,6 +131,9 @@ pub struct Cli {
     /// Address of the /metrics and /health endpoint (empty: off).
     #[arg(long, env = "FLUXO_METRICS_LISTENER")]
     pub metrics_listener: Option<String>,
+    /// Another listener as bind=advertised (repeatable; env: comma-separated).
+    #[arg(long = "extra-listener", env = "FLUXO_EXTRA_LISTENERS", value_delimiter = ',')]
+    pub extra_listeners: Option<Vec<String>>,
 }
 
 /// Why a configuration was rejected; one line, naming the key or path.
@@ -180,7 +188,8 @@ impl Config {
             log_format,
             block_cache_mb,
             write_buffer_mb,
-            metrics_listener
+            metrics_listener,
+            extra_listeners
         );
         config.validate()?;
         Ok(config)
@@ -218,6 +227,11 @@ impl Config {
         if !self.metrics_listener.is_empty() && self.metrics_listener.parse::<SocketAddr>().is_err() {
             return Err(invalid("metrics_listener", "expected ip:port, or empty to disable"));
         }
+        for extra in &self.extra_listeners {
+            if parse_extra_listener(extra).is_none() {
+                return Err(invalid("extra_listeners", &format!("{extra:?}: expected bind_ip:port=host:port")));
+            }
+        }
         if self.advertised_host_port().is_none() {
             return Err(invalid("advertised_listener", "expected host:port"));
         }
@@ -238,12 +252,48 @@ impl Config {
 
     /// The advertised listener split into host and port.
     pub fn advertised_host_port(&self) -> Option<(String, i32)> {
-        let (host, port) = self.advertised_listener.rsplit_once(':')?;
-        let port: u16 = port.parse().ok()?;
-        if host.is_empty() {
-            return None;
+        split_host_port(&self.advertised_listener)
+    }
+
+    /// Every listener: (bind address, advertised host, advertised port), primary first.
+    pub fn listeners(&self) -> Vec<(String, String, i32)> {
+        let mut all = Vec::with_capacity(1 + self.extra_listeners.len());
+        if let Some((host, port)) = self.advertised_host_port() {
+            all.push((self.listener.clone(), host, port));
         }
-        Some((host.trim_matches(['[', ']']).to_string(), port as i32))
+        all.extend(self.extra_listeners.iter().filter_map(|e| parse_extra_listener(e)));
+        all
+    }
+}
+
+fn split_host_port(s: &str) -> Option<(String, i32)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.trim_matches(['[', ']']).to_string(), port as i32))
+}
+
+/// Parses `bind_ip:port=host:port`.
+fn parse_extra_listener(s: &str) -> Option<(String, String, i32)> {
+    let (bind, advertised) = s.split_once('=')?;
+    bind.parse::<SocketAddr>().ok()?;
+    let (host, port) = split_host_port(advertised)?;
+    Some((bind.to_string(), host, port))
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+
+    #[test]
+    fn extra_listeners_parse_and_bad_ones_are_named() {
+        let c = Config { extra_listeners: vec!["0.0.0.0:29092=fluxo:29092".into()], ..Config::default() };
+        c.validate().unwrap();
+        assert_eq!(c.listeners()[1], ("0.0.0.0:29092".into(), "fluxo".into(), 29092));
+        let bad = Config { extra_listeners: vec!["nonsense".into()], ..Config::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("extra_listeners"));
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 use tracing::Instrument;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Endpoint};
 use crate::error::ConnectionError;
 use crate::handlers::{self, Reply};
 use crate::metrics::Metrics;
@@ -32,7 +32,13 @@ const MAX_IN_FLIGHT: usize = 64;
 /// a run of produce requests: their appends happen in order when they start,
 /// and only their wait for durability overlaps, so pipelined produces share
 /// fsyncs without reordering anything a client can observe.
-pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    endpoint: Arc<Endpoint>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = socket.set_nodelay(true);
     broker.metrics.connections.inc();
     broker.metrics.connections_accepted.inc();
@@ -48,7 +54,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut
         if let Some(request) = waiting.take() {
             let is_produce = request.api_key == ApiKey::Produce;
             if kinds.is_empty() || (is_produce && kinds.iter().all(|p| *p)) {
-                match start(&broker, request) {
+                match start(&broker, &endpoint, request) {
                     Ok(reply) => {
                         in_flight.push_back(reply);
                         kinds.push_back(is_produce);
@@ -101,7 +107,11 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut
 }
 
 /// Parses a frame and starts its handler inside a request span.
-fn start(broker: &Arc<Broker>, request: Request) -> Result<futures::future::BoxFuture<'static, Reply>, ConnectionError> {
+fn start(
+    broker: &Arc<Broker>,
+    endpoint: &Arc<Endpoint>,
+    request: Request,
+) -> Result<futures::future::BoxFuture<'static, Reply>, ConnectionError> {
     let span = tracing::debug_span!(
         "request",
         api = ?request.api_key,
@@ -112,7 +122,7 @@ fn start(broker: &Arc<Broker>, request: Request) -> Result<futures::future::BoxF
     let started = Instant::now();
     let labels = Metrics::api(request.api_key);
     broker.metrics.requests.get_or_create(&labels).inc();
-    let reply = match span.in_scope(|| handlers::dispatch(broker, request)) {
+    let reply = match span.in_scope(|| handlers::dispatch(broker, endpoint, request)) {
         Ok(reply) => reply,
         Err(e) => {
             broker.metrics.errors.get_or_create(&labels).inc();

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fluxo::broker::Broker;
+use std::sync::Arc;
+
+use fluxo::broker::{Broker, Endpoint};
 use fluxo::config::{Cli, Config};
 use tokio::net::TcpListener;
 
@@ -36,7 +38,6 @@ async fn run(config: Config) -> ExitCode {
         eprintln!("fluxo: data_dir {}: {e}", config.data_dir.display());
         return ExitCode::from(2);
     }
-    let listen = config.listener.clone();
     let broker = match Broker::open(config) {
         Ok(b) => b,
         Err(e) => {
@@ -44,16 +45,20 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match TcpListener::bind(&listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("fluxo: listener {listen}: {e}");
-            return ExitCode::from(2);
+    let mut listeners = Vec::new();
+    for (bind, host, port) in broker.config.listeners() {
+        match TcpListener::bind(&bind).await {
+            Ok(l) => {
+                tracing::info!(listener = %bind, advertised = %format!("{host}:{port}"), "listening");
+                listeners.push((l, Arc::new(Endpoint { host, port })));
+            }
+            Err(e) => {
+                eprintln!("fluxo: listener {bind}: {e}");
+                return ExitCode::from(2);
+            }
         }
-    };
+    }
     tracing::info!(
-        listener = %listen,
-        advertised = %broker.config.advertised_listener,
         data_dir = %broker.config.data_dir.display(),
         node_id = broker.node_id(),
         fsync = broker.config.fsync,
@@ -71,7 +76,7 @@ async fn run(config: Config) -> ExitCode {
             Err(e) => tracing::error!(metrics = %addr, error = %e, "metrics endpoint disabled: cannot bind"),
         }
     }
-    fluxo::server::run(broker, listener, shutdown_signal()).await;
+    fluxo::server::run(broker, listeners, shutdown_signal()).await;
     ExitCode::SUCCESS
 }
 

@@ -8,24 +8,30 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Endpoint};
 use crate::connection;
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts connections on `listener` until `shutdown` resolves, then stops
+/// Accepts connections on every listener until `shutdown` resolves, then stops
 /// accepting, lets connections answer what they have in flight, and flushes.
-pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+/// Each listener carries the address its clients are told to use.
+pub async fn run(
+    broker: Arc<Broker>,
+    listeners: Vec<(TcpListener, Arc<Endpoint>)>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            (accepted, endpoint) = accept_any(&listeners) => match accepted {
                 Ok((socket, peer)) => {
                     let span = tracing::info_span!("conn", %peer);
-                    connections.spawn(connection::serve(broker.clone(), socket, peer, stop_rx.clone()).instrument(span));
+                    let serve = connection::serve(broker.clone(), endpoint, socket, peer, stop_rx.clone());
+                    connections.spawn(serve.instrument(span));
                 }
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning.
@@ -38,7 +44,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: impl std:
         }
     }
     tracing::info!(connections = connections.len(), "shutting down: draining connections");
-    drop(listener);
+    drop(listeners);
     let _ = stop_tx.send(true);
     broker.shutdown.cancel();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
@@ -50,4 +56,12 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: impl std:
         tracing::error!(error = %e, "final flush failed");
     }
     tracing::info!("shutdown complete");
+}
+
+/// The next connection on any listener, with that listener's endpoint.
+async fn accept_any(
+    listeners: &[(TcpListener, Arc<Endpoint>)],
+) -> (std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>, Arc<Endpoint>) {
+    let accepts = listeners.iter().map(|(l, e)| Box::pin(async move { (l.accept().await, e.clone()) }));
+    futures::future::select_all(accepts).await.0
 }

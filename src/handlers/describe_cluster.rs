@@ -8,12 +8,17 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 
 use super::metadata::ALL_CLUSTER_OPERATIONS;
-use crate::broker::Broker;
+use crate::broker::{Broker, Endpoint};
 
 const ENDPOINT_BROKERS: i8 = 1;
 
 /// Describes the (single-node) cluster.
-pub async fn handle(broker: Arc<Broker>, request: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+pub async fn handle(
+    broker: Arc<Broker>,
+    endpoint: Arc<Endpoint>,
+    request: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id()))
@@ -30,6 +35,6 @@ pub async fn handle(broker: Arc<Broker>, request: DescribeClusterRequest, versio
     }
     response.with_brokers(vec![DescribeClusterBroker::default()
         .with_broker_id(BrokerId(broker.node_id()))
-        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-        .with_port(broker.advertised_port)])
+        .with_host(StrBytes::from_string(endpoint.host.clone()))
+        .with_port(endpoint.port)])
 }

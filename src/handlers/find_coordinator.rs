@@ -8,13 +8,18 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Endpoint};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
 /// Finds the coordinator for one key (v0–3) or many (v4+).
-pub async fn handle(broker: Arc<Broker>, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let (node, host, port) = (BrokerId(broker.node_id()), StrBytes::from_string(broker.advertised_host.clone()), broker.advertised_port);
+pub async fn handle(
+    broker: Arc<Broker>,
+    endpoint: Arc<Endpoint>,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let (node, host, port) = (BrokerId(broker.node_id()), StrBytes::from_string(endpoint.host.clone()), endpoint.port);
     let error = (request.key_type != KEY_TYPE_GROUP).then_some(ResponseError::CoordinatorNotAvailable.code());
     if version < 4 {
         return match error {

@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::admin::topic_name;
-use crate::broker::Broker;
+use crate::broker::{Broker, Endpoint};
 use crate::storage::Topic;
 
 /// Authorized-operations value meaning "not requested".
@@ -24,7 +24,7 @@ pub const ALL_CLUSTER_OPERATIONS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14);
 
 /// Answers a metadata request.
-pub async fn handle(broker: Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(broker: Arc<Broker>, endpoint: Arc<Endpoint>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let auto_create = broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let topic_ops = if request.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_OMITTED };
     let wanted = match request.topics {
@@ -42,7 +42,7 @@ pub async fn handle(broker: Arc<Broker>, request: MetadataRequest, version: i16)
             })
             .collect(),
     };
-    let mut response = MetadataResponse::default().with_brokers(vec![this_broker(&broker)]).with_topics(topics);
+    let mut response = MetadataResponse::default().with_brokers(vec![this_broker(&broker, &endpoint)]).with_topics(topics);
     if version >= 1 {
         response.controller_id = BrokerId(broker.node_id());
     }
@@ -58,11 +58,11 @@ pub async fn handle(broker: Arc<Broker>, request: MetadataRequest, version: i16)
 }
 
 /// This broker as metadata lists it.
-fn this_broker(broker: &Broker) -> MetadataResponseBroker {
+fn this_broker(broker: &Broker, endpoint: &Endpoint) -> MetadataResponseBroker {
     MetadataResponseBroker::default()
         .with_node_id(BrokerId(broker.node_id()))
-        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-        .with_port(broker.advertised_port)
+        .with_host(StrBytes::from_string(endpoint.host.clone()))
+        .with_port(endpoint.port)
 }
 
 fn by_name(broker: &Broker, name: &str, auto_create: bool, ops: i32, version: i16) -> MetadataResponseTopic {

@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::ApiKey;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Endpoint};
 use crate::error::ConnectionError;
 use crate::protocol::{encode_response, Request};
 
@@ -54,7 +54,11 @@ pub type Reply = Result<Option<BytesMut>, ConnectionError>;
 /// Decodes a request and starts its handler. The returned future yields the
 /// encoded response; work that must happen in request order (produce appends)
 /// is done before this returns.
-pub fn dispatch(broker: &Arc<Broker>, mut request: Request) -> Result<BoxFuture<'static, Reply>, ConnectionError> {
+pub fn dispatch(
+    broker: &Arc<Broker>,
+    endpoint: &Arc<Endpoint>,
+    mut request: Request,
+) -> Result<BoxFuture<'static, Reply>, ConnectionError> {
     let (api_key, version, correlation_id) = (request.api_key, request.version, request.correlation_id);
     let in_range = supported_versions(api_key).map(|(min, max)| (min..=max).contains(&version));
     if api_key == ApiKey::ApiVersions && in_range != Some(true) {
@@ -70,6 +74,12 @@ pub fn dispatch(broker: &Arc<Broker>, mut request: Request) -> Result<BoxFuture<
         ($handler:path) => {{
             let body = request.decode()?;
             let response = $handler(broker.clone(), body, version);
+            async move { encode_response(api_key, version, correlation_id, &response.await).map(Some) }.boxed()
+        }};
+        // Handlers that name this broker's address answer with the listener's one.
+        ($handler:path, endpoint) => {{
+            let body = request.decode()?;
+            let response = $handler(broker.clone(), endpoint.clone(), body, version);
             async move { encode_response(api_key, version, correlation_id, &response.await).map(Some) }.boxed()
         }};
     }
@@ -90,15 +100,15 @@ pub fn dispatch(broker: &Arc<Broker>, mut request: Request) -> Result<BoxFuture<
         }
         ApiKey::Fetch => route!(fetch::handle),
         ApiKey::ListOffsets => route!(list_offsets::handle),
-        ApiKey::Metadata => route!(metadata::handle),
-        ApiKey::FindCoordinator => route!(find_coordinator::handle),
+        ApiKey::Metadata => route!(metadata::handle, endpoint),
+        ApiKey::FindCoordinator => route!(find_coordinator::handle, endpoint),
         ApiKey::ApiVersions => route!(api_versions::handle),
         ApiKey::CreateTopics => route!(create_topics::handle),
         ApiKey::DeleteTopics => route!(delete_topics::handle),
         ApiKey::InitProducerId => route!(init_producer_id::handle),
         ApiKey::DescribeConfigs => route!(describe_configs::handle),
         ApiKey::CreatePartitions => route!(create_partitions::handle),
-        ApiKey::DescribeCluster => route!(describe_cluster::handle),
+        ApiKey::DescribeCluster => route!(describe_cluster::handle, endpoint),
         other => return Err(ConnectionError::UnsupportedVersion { api_key: other as i16, version }),
     })
 }
