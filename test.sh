@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole Fluxo test suite: unit tests, wire-level protocol tests, and
-# real Kafka clients (kcat, Python, Java) against a real broker process.
+# real Kafka clients (kcat, Python, Java, librdkafka's own test suite) against a
+# real broker process.
 # Installs what is missing first (compat/setup.sh). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -19,3 +20,6 @@ cargo test --release --workspace
 
 echo "== compatibility tests (real clients)"
 python3 -m pytest compat -q -p no:cacheprovider
+
+echo "== librdkafka's own test suite (stable subset; --all for the full matrix)"
+compat/librdkafka/run
