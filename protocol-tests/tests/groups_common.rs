@@ -7,12 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::offset_fetch_request::{
-    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
-};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use protocol_tests::*;
@@ -100,11 +96,7 @@ impl Join {
         let protocols = self
             .protocols
             .iter()
-            .map(|(n, m)| {
-                JoinGroupRequestProtocol::default()
-                    .with_name(sb(n))
-                    .with_metadata(m.clone())
-            })
+            .map(|(n, m)| JoinGroupRequestProtocol::default().with_name(sb(n)).with_metadata(m.clone()))
             .collect();
         let mut req = JoinGroupRequest::default()
             .with_group_id(GroupId(sb(&self.group)))
@@ -130,17 +122,8 @@ impl Join {
     pub fn join_new(&self, client: &mut Client) -> JoinGroupResponse {
         let resp = self.send(client);
         if self.version >= 4 && self.instance_id.is_none() && self.member_id.is_empty() {
-            assert_eq!(
-                resp.error_code,
-                err::MEMBER_ID_REQUIRED,
-                "JoinGroup v{}: first join",
-                self.version
-            );
-            assert!(
-                !resp.member_id.is_empty(),
-                "JoinGroup v{}: MEMBER_ID_REQUIRED without an id",
-                self.version
-            );
+            assert_eq!(resp.error_code, err::MEMBER_ID_REQUIRED, "JoinGroup v{}: first join", self.version);
+            assert!(!resp.member_id.is_empty(), "JoinGroup v{}: MEMBER_ID_REQUIRED without an id", self.version);
             return self.clone().member(&resp.member_id).send(client);
         }
         resp
@@ -165,9 +148,7 @@ pub fn sync(
             assignments
                 .iter()
                 .map(|(m, a)| {
-                    SyncGroupRequestAssignment::default()
-                        .with_member_id(sb(m))
-                        .with_assignment(Bytes::copy_from_slice(a))
+                    SyncGroupRequestAssignment::default().with_member_id(sb(m)).with_assignment(Bytes::copy_from_slice(a))
                 })
                 .collect(),
         );
@@ -182,14 +163,7 @@ pub fn sync(
 }
 
 /// Heartbeat at `version`; returns the error code.
-pub fn heartbeat(
-    client: &mut Client,
-    version: i16,
-    group: &str,
-    generation: i32,
-    member_id: &str,
-    instance_id: Option<&str>,
-) -> i16 {
+pub fn heartbeat(client: &mut Client, version: i16, group: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> i16 {
     let mut req = HeartbeatRequest::default()
         .with_group_id(GroupId(sb(group)))
         .with_generation_id(generation)
@@ -201,46 +175,22 @@ pub fn heartbeat(
 }
 
 /// LeaveGroup of one member at `version`: (top-level error, per-member errors for v3+).
-pub fn leave(
-    client: &mut Client,
-    version: i16,
-    group: &str,
-    member_id: &str,
-    instance_id: Option<&str>,
-) -> (i16, Vec<i16>) {
+pub fn leave(client: &mut Client, version: i16, group: &str, member_id: &str, instance_id: Option<&str>) -> (i16, Vec<i16>) {
     let mut req = LeaveGroupRequest::default().with_group_id(GroupId(sb(group)));
     if version >= 3 {
-        req.members = vec![MemberIdentity::default()
-            .with_member_id(sb(member_id))
-            .with_group_instance_id(instance_id.map(sb))];
+        req.members = vec![MemberIdentity::default().with_member_id(sb(member_id)).with_group_instance_id(instance_id.map(sb))];
     } else {
         req.member_id = sb(member_id);
     }
     let resp = client.call(version, &req);
-    (
-        resp.error_code,
-        resp.members.iter().map(|m| m.error_code).collect(),
-    )
+    (resp.error_code, resp.members.iter().map(|m| m.error_code).collect())
 }
 
 /// A one-member group, joined and synced at the highest versions: (member id, generation).
-pub fn stable_group(
-    client: &mut Client,
-    group: &str,
-    topics: &[&str],
-    assignment: &[u8],
-) -> (String, i32) {
+pub fn stable_group(client: &mut Client, group: &str, topics: &[&str], assignment: &[u8]) -> (String, i32) {
     let joined = Join::new(9, group, topics).join_new(client);
     assert_eq!(joined.error_code, err::NONE, "join {group}");
-    let synced = sync(
-        client,
-        5,
-        group,
-        joined.generation_id,
-        &joined.member_id,
-        None,
-        &[(&joined.member_id, assignment)],
-    );
+    let synced = sync(client, 5, group, joined.generation_id, &joined.member_id, None, &[(&joined.member_id, assignment)]);
     assert_eq!(synced.error_code, err::NONE, "sync {group}");
     (joined.member_id.to_string(), joined.generation_id)
 }
@@ -265,11 +215,7 @@ pub fn commit(
         }
         match topics.iter_mut().find(|x| x.name.0.as_str() == *t) {
             Some(topic) => topic.partitions.push(partition),
-            None => topics.push(
-                OffsetCommitRequestTopic::default()
-                    .with_name(topic_name(t))
-                    .with_partitions(vec![partition]),
-            ),
+            None => topics.push(OffsetCommitRequestTopic::default().with_name(topic_name(t)).with_partitions(vec![partition])),
         }
     }
     let req = OffsetCommitRequest::default()
@@ -280,47 +226,30 @@ pub fn commit(
     let resp = client.call(version, &req);
     resp.topics
         .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.name.0.to_string(), p.partition_index, p.error_code))
-        })
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index, p.error_code)))
         .collect()
 }
 
 /// OffsetFetch (v8) of one group's partitions: (topic, partition, offset, error); None = all.
-pub fn fetch_committed(
-    client: &mut Client,
-    group: &str,
-    partitions: Option<&[(&str, i32)]>,
-) -> (i16, Vec<(String, i32, i64)>) {
+pub fn fetch_committed(client: &mut Client, group: &str, partitions: Option<&[(&str, i32)]>) -> (i16, Vec<(String, i32, i64)>) {
     let topics = partitions.map(|ps| {
         let mut topics: Vec<OffsetFetchRequestTopics> = Vec::new();
         for (t, p) in ps {
             match topics.iter_mut().find(|x| x.name.0.as_str() == *t) {
                 Some(topic) => topic.partition_indexes.push(*p),
-                None => topics.push(
-                    OffsetFetchRequestTopics::default()
-                        .with_name(topic_name(t))
-                        .with_partition_indexes(vec![*p]),
-                ),
+                None => topics.push(OffsetFetchRequestTopics::default().with_name(topic_name(t)).with_partition_indexes(vec![*p])),
             }
         }
         topics
     });
-    let req = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
-        .with_group_id(GroupId(sb(group)))
-        .with_topics(topics)]);
+    let req = OffsetFetchRequest::default()
+        .with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(GroupId(sb(group))).with_topics(topics)]);
     let resp = client.call(8, &req);
     let g = &resp.groups[0];
     let mut out: Vec<(String, i32, i64)> = g
         .topics
         .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.name.0.to_string(), p.partition_index, p.committed_offset))
-        })
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index, p.committed_offset)))
         .collect();
     out.sort();
     (g.error_code, out)
@@ -333,10 +262,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(t) = f() {
             return t;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

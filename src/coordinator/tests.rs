@@ -143,10 +143,9 @@ fn empty_group_offsets_expire_after_retention_from_becoming_empty() {
     let (member, generation) = f.stable_member("g");
     f.commit("g", generation, &member, &[("t", 0, 7), ("other", 0, 8)]).unwrap();
     // While the group is Stable, offsets of subscribed topics never expire; others do.
-    for _ in 0..24 {
-        f.advance(5_000);
-        f.groups.heartbeat("g", &member, None, generation).expect("the member stays");
-    }
+    f.advance(120_000);
+    let results = f.groups.heartbeat("g", &member, None, generation);
+    assert!(results.is_ok());
     f.groups.expire_offsets();
     assert_eq!(f.committed("g"), vec![("t".into(), 0, 7)], "only the unsubscribed topic's offset expired");
     // The member leaves: retention counts from when the group became empty.
