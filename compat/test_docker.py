@@ -7,7 +7,8 @@ stops and starts the container, replaces it with a new one on the same volume,
 and reads everything back byte for byte. Containers, volumes and the test image
 are removed at the end, also when a test fails.
 
-Skipped when `docker info` fails (no engine, or no permission).
+Skipped when `docker info` fails (no engine, or no permission); with
+FLUXO_DOCKER_REQUIRED=1 (CI on a machine that has Docker) that is an error instead.
 
 Which image is tested (FLUXO_DOCKER_BUILD):
   prebuilt (default)  `--target runtime-prebuilt` around the broker binary this
@@ -67,6 +68,8 @@ def _docker_problem() -> str | None:
 
 
 _problem = _docker_problem()
+if _problem and os.environ.get("FLUXO_DOCKER_REQUIRED") == "1" and TARGET == "fluxo":
+    raise RuntimeError(f"FLUXO_DOCKER_REQUIRED=1 but {_problem}")
 if _problem:
     pytest.skip(f"Docker tests skipped: {_problem}", allow_module_level=True)
 
