@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::coordinator::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::error::StorageError;
 use crate::storage::producer_ids::ProducerIdAllocator;
@@ -18,6 +19,8 @@ pub struct Broker {
     pub store: Arc<Store>,
     /// Every topic and partition log.
     pub topics: TopicStore,
+    /// The group coordinator: consumer groups and committed offsets.
+    pub groups: GroupCoordinator,
     /// Idempotent producer id allocation.
     pub producer_ids: ProducerIdAllocator,
     /// Cluster id, stable across restarts.
@@ -39,11 +42,13 @@ impl Broker {
         let store = Store::open(&config.data_dir, &options)?;
         let topics = TopicStore::load(store.clone(), &config.data_dir)?;
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
+        let groups = GroupCoordinator::load(store.clone(), config.group_settings())?;
         let cluster_id = load_or_create_cluster_id(&store)?;
         Ok(Arc::new(Broker {
             config,
             store,
             topics,
+            groups,
             producer_ids,
             cluster_id,
             shutdown: CancellationToken::new(),

@@ -41,6 +41,15 @@ pub struct Config {
     /// clients inside a container network); clients are told the address of the
     /// listener they connected to, as with Kafka's `advertised.listeners`.
     pub extra_listeners: Vec<String>,
+    /// How long the first member of an empty classic group waits for others before the
+    /// first rebalance completes (Kafka's `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: i32,
+    /// How long an empty group's committed offsets are kept (`offsets.retention.minutes`).
+    pub offsets_retention_minutes: i64,
+    /// Session timeout of KIP-848 consumer group members (`group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout_ms: i32,
+    /// Heartbeat interval told to KIP-848 members (`group.consumer.heartbeat.interval.ms`).
+    pub group_consumer_heartbeat_interval_ms: i32,
 }
 
 /// How log lines are written.
@@ -70,6 +79,10 @@ impl Default for Config {
             write_buffer_mb: 256,
             metrics_listener: "0.0.0.0:9644".into(),
             extra_listeners: Vec::new(),
+            group_initial_rebalance_delay_ms: 3_000,
+            offsets_retention_minutes: 7 * 24 * 60,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }
@@ -134,6 +147,18 @@ pub struct Cli {
     /// Another listener as bind=advertised (repeatable; env: comma-separated).
     #[arg(long = "extra-listener", env = "FLUXO_EXTRA_LISTENERS", value_delimiter = ',')]
     pub extra_listeners: Option<Vec<String>>,
+    /// Classic groups: delay of the first rebalance of an empty group, in ms.
+    #[arg(long, env = "FLUXO_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<i32>,
+    /// Retention of an empty group's committed offsets, in minutes.
+    #[arg(long, env = "FLUXO_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<i64>,
+    /// KIP-848 groups: member session timeout in ms.
+    #[arg(long, env = "FLUXO_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    pub group_consumer_session_timeout_ms: Option<i32>,
+    /// KIP-848 groups: heartbeat interval in ms.
+    #[arg(long, env = "FLUXO_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<i32>,
 }
 
 /// Why a configuration was rejected; one line, naming the key or path.
@@ -189,7 +214,11 @@ impl Config {
             block_cache_mb,
             write_buffer_mb,
             metrics_listener,
-            extra_listeners
+            extra_listeners,
+            group_initial_rebalance_delay_ms,
+            offsets_retention_minutes,
+            group_consumer_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms
         );
         config.validate()?;
         Ok(config)
@@ -244,6 +273,20 @@ impl Config {
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > i32::MAX as usize {
             return Err(invalid("max_frame_bytes", "must be between 1024 and 2147483647"));
         }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            return Err(invalid("group_initial_rebalance_delay_ms", "must be >= 0"));
+        }
+        if self.offsets_retention_minutes < 1 {
+            return Err(invalid("offsets_retention_minutes", "must be >= 1"));
+        }
+        if self.group_consumer_heartbeat_interval_ms < 1
+            || self.group_consumer_session_timeout_ms <= self.group_consumer_heartbeat_interval_ms
+        {
+            return Err(invalid(
+                "group_consumer_session_timeout_ms",
+                "must be greater than group_consumer_heartbeat_interval_ms (> 0)",
+            ));
+        }
         if self.block_cache_mb == 0 || self.write_buffer_mb == 0 {
             return Err(invalid("block_cache_mb/write_buffer_mb", "must be > 0"));
         }
@@ -253,6 +296,17 @@ impl Config {
     /// The advertised listener split into host and port.
     pub fn advertised_host_port(&self) -> Option<(String, i32)> {
         split_host_port(&self.advertised_listener)
+    }
+
+    /// The group coordinator's settings from this configuration.
+    pub fn group_settings(&self) -> crate::coordinator::GroupSettings {
+        crate::coordinator::GroupSettings {
+            initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+            consumer_session_timeout_ms: self.group_consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
+            ..Default::default()
+        }
     }
 
     /// Every listener: (bind address, advertised host, advertised port), primary first.

@@ -140,7 +140,8 @@ impl Group {
         match &self.kind {
             GroupKind::Classic(c) => match c.subscribed_topics() {
                 Some(topics) => topics.contains(topic),
-                None => c.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) && c.state != ClassicState::Empty,
+                // A consumer group whose subscriptions cannot be read: assume it is.
+                None => c.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE),
             },
             GroupKind::Consumer(c) => c.subscribed_topic_names().contains(topic),
         }

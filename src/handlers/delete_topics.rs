@@ -37,7 +37,11 @@ pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest, version: 
             };
             let requested_name = name.as_ref().ok().cloned();
             let result = match name.and_then(|n| broker.topics.delete(&n)) {
-                Ok(topic) => DeletableTopicResult::default().with_name(Some(topic_name(&topic.name))).with_topic_id(topic.id),
+                Ok(topic) => {
+                    // Committed offsets of the topic go with it.
+                    broker.groups.topic_deleted(&topic.name);
+                    DeletableTopicResult::default().with_name(Some(topic_name(&topic.name))).with_topic_id(topic.id)
+                }
                 Err(e) => DeletableTopicResult::default()
                     .with_name(requested_name.map(|n| topic_name(&n)))
                     .with_topic_id(id)

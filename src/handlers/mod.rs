@@ -4,16 +4,28 @@
 mod admin;
 pub mod api_versions;
 mod create_partitions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
+mod describe_groups;
 mod describe_cluster;
 mod describe_configs;
 mod fetch;
 mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::sync::Arc;
 
@@ -41,6 +53,18 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 0),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The supported version range of an API, if it is implemented.
@@ -84,6 +108,19 @@ pub fn dispatch(
         }};
     }
 
+    // Group APIs that record who the member is (client id).
+    macro_rules! route_client {
+        ($handler:path) => {{
+            let client = crate::coordinator::ClientInfo {
+                client_id: request.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+                client_host: String::new(),
+            };
+            let body = request.decode()?;
+            let response = $handler(broker.clone(), body, version, client);
+            async move { encode_response(api_key, version, correlation_id, &response.await).map(Some) }.boxed()
+        }};
+    }
+
     Ok(match api_key {
         ApiKey::Produce => {
             let body: kafka_protocol::messages::ProduceRequest = request.decode()?;
@@ -109,6 +146,18 @@ pub fn dispatch(
         ApiKey::DescribeConfigs => route!(describe_configs::handle),
         ApiKey::CreatePartitions => route!(create_partitions::handle),
         ApiKey::DescribeCluster => route!(describe_cluster::handle, endpoint),
+        ApiKey::OffsetCommit => route!(offset_commit::handle),
+        ApiKey::OffsetFetch => route!(offset_fetch::handle),
+        ApiKey::JoinGroup => route_client!(join_group::handle),
+        ApiKey::Heartbeat => route!(heartbeat::handle),
+        ApiKey::LeaveGroup => route!(leave_group::handle),
+        ApiKey::SyncGroup => route!(sync_group::handle),
+        ApiKey::DescribeGroups => route!(describe_groups::handle),
+        ApiKey::ListGroups => route!(list_groups::handle),
+        ApiKey::DeleteGroups => route!(delete_groups::handle),
+        ApiKey::OffsetDelete => route!(offset_delete::handle),
+        ApiKey::ConsumerGroupHeartbeat => route_client!(consumer_group_heartbeat::handle),
+        ApiKey::ConsumerGroupDescribe => route!(consumer_group_describe::handle),
         other => return Err(ConnectionError::UnsupportedVersion { api_key: other as i16, version }),
     })
 }

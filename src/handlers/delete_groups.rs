@@ -1,0 +1,21 @@
+//! DeleteGroups: removes empty groups with their committed offsets.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+
+use crate::broker::Broker;
+
+/// Deletes each group.
+pub async fn handle(broker: Arc<Broker>, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
+    let results = request
+        .groups_names
+        .into_iter()
+        .map(|id| {
+            let code = broker.groups.delete_group(&id).err().map(|e| e.code()).unwrap_or(0);
+            DeletableGroupResult::default().with_group_id(id).with_error_code(code)
+        })
+        .collect();
+    DeleteGroupsResponse::default().with_results(results)
+}

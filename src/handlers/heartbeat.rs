@@ -1,0 +1,15 @@
+//! Heartbeat: keeps a classic group member's session alive; tells it to rejoin
+//! during a rebalance.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use crate::broker::Broker;
+
+/// Answers a heartbeat.
+pub async fn handle(broker: Arc<Broker>, request: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+    let instance_id = request.group_instance_id.as_ref().map(|s| s.as_str());
+    let result = broker.groups.heartbeat(&request.group_id, &request.member_id, instance_id, request.generation_id);
+    HeartbeatResponse::default().with_error_code(result.err().map(|e| e.code()).unwrap_or(0))
+}

@@ -1,0 +1,33 @@
+//! ListGroups: every group, filtered by state (v4+) and type (v5+).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+
+/// Lists the groups.
+pub async fn handle(broker: Arc<Broker>, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let states: Vec<String> = request.states_filter.iter().map(|s| s.to_string()).collect();
+    let types: Vec<String> = request.types_filter.iter().map(|s| s.to_string()).collect();
+    let groups = broker
+        .groups
+        .list_groups(&states, &types)
+        .into_iter()
+        .map(|g| {
+            let mut listed = ListedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
+                .with_protocol_type(StrBytes::from_string(g.protocol_type));
+            if version >= 4 {
+                listed.group_state = StrBytes::from_string(g.state);
+            }
+            if version >= 5 {
+                listed.group_type = StrBytes::from_string(g.group_type);
+            }
+            listed
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}

@@ -1,0 +1,77 @@
+//! OffsetCommit: commits offsets for a group member (generation or, for KIP-848
+//! groups, member epoch checked) or for a client outside group management.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use crate::broker::Broker;
+use crate::coordinator::{CommitParams, PartitionCommit};
+
+/// Commits the offsets; answers once they are durable.
+pub async fn handle(broker: Arc<Broker>, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+    let names: Vec<_> = request.topics.iter().map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.partition_index).collect::<Vec<_>>())).collect();
+    let params = CommitParams {
+        group_id: request.group_id.to_string(),
+        generation_or_epoch: request.generation_id_or_member_epoch,
+        member_id: request.member_id.to_string(),
+        instance_id: request.group_instance_id.map(|s| s.to_string()),
+        retention_ms: if version <= 4 { request.retention_time_ms } else { -1 },
+        api_version: version,
+        topics: request
+            .topics
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| PartitionCommit {
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
+                        metadata: p.committed_metadata.map(|m| m.to_string()),
+                    })
+                    .collect();
+                (t.name.0.to_string(), partitions)
+            })
+            .collect(),
+    };
+    let outcome = broker.groups.commit_offsets(&broker.topics, params);
+    let outcome = match outcome {
+        Ok(results) => match broker.groups.wait_durable().await {
+            Ok(()) => Ok(results),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let topics = match outcome {
+        Ok(results) => results
+            .into_iter()
+            .zip(names)
+            .map(|((_, partitions), (name, _))| {
+                let partitions = partitions
+                    .into_iter()
+                    .map(|(p, r)| {
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_error_code(r.err().map(|e| e.code()).unwrap_or(0))
+                    })
+                    .collect();
+                OffsetCommitResponseTopic::default().with_name(name).with_partitions(partitions)
+            })
+            .collect(),
+        // A group-level error applies to every partition.
+        Err(e) => names
+            .into_iter()
+            .map(|(name, partitions)| {
+                let partitions = partitions
+                    .into_iter()
+                    .map(|p| OffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(e.code()))
+                    .collect();
+                OffsetCommitResponseTopic::default().with_name(name).with_partitions(partitions)
+            })
+            .collect(),
+    };
+    OffsetCommitResponse::default().with_topics(topics)
+}

@@ -1,0 +1,38 @@
+//! OffsetDelete: removes a group's offsets of topics its members do not consume.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+use crate::broker::Broker;
+
+/// Deletes the offsets.
+pub async fn handle(broker: Arc<Broker>, request: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
+    let wanted: Vec<(String, Vec<i32>)> = request
+        .topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect()))
+        .collect();
+    match broker.groups.delete_offsets(&request.group_id, &wanted) {
+        Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
+        Ok(results) => {
+            let topics = results
+                .into_iter()
+                .zip(request.topics)
+                .map(|((_, partitions), t)| {
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|(p, r)| {
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(r.err().map(|e| e.code()).unwrap_or(0))
+                        })
+                        .collect();
+                    OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)
+                })
+                .collect();
+            OffsetDeleteResponse::default().with_topics(topics)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! OffsetFetch: committed offsets of one group (v1–7) or several (v8+), for the
+//! requested partitions or all of them.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::coordinator::FetchedOffsets;
+use crate::error::GroupError;
+
+type Wanted = Option<Vec<(String, Vec<i32>)>>;
+
+/// Answers an offset fetch.
+pub async fn handle(broker: Arc<Broker>, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version < 8 {
+        let wanted: Wanted = request
+            .topics
+            .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+        let result = broker.groups.fetch_offsets(&request.group_id, wanted.as_deref(), None);
+        return single_group(result, wanted, version);
+    }
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|g| {
+            let wanted: Wanted = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+            // v9: a KIP-848 member names itself; epoch -1 without a member id is an admin fetch.
+            let member_id = g.member_id.as_ref().map(|m| m.to_string());
+            let member = match &member_id {
+                Some(id) if version >= 9 && !(id.is_empty() && g.member_epoch < 0) => Some((id.as_str(), g.member_epoch)),
+                _ => None,
+            };
+            let result = broker.groups.fetch_offsets(&g.group_id, wanted.as_deref(), member);
+            let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id);
+            match result {
+                Ok(fetched) => group.with_topics(topics_v8(fetched)),
+                Err(e) => group.with_error_code(e.code()),
+            }
+        })
+        .collect();
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+fn single_group(result: Result<FetchedOffsets, GroupError>, wanted: Wanted, version: i16) -> OffsetFetchResponse {
+    match result {
+        Ok(fetched) => OffsetFetchResponse::default().with_topics(topics_v1(fetched, version, 0)),
+        Err(e) if version >= 2 => OffsetFetchResponse::default().with_error_code(e.code()),
+        // v1 has no top-level error: every requested partition carries it.
+        Err(e) => {
+            let fetched = wanted
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
+                .collect();
+            OffsetFetchResponse::default().with_topics(topics_v1(fetched, version, e.code()))
+        }
+    }
+}
+
+fn topics_v1(fetched: FetchedOffsets, version: i16, error: i16) -> Vec<OffsetFetchResponseTopic> {
+    fetched
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(p, offset)| {
+                    let (committed, epoch, metadata) = match offset {
+                        Some(o) => (o.offset, o.leader_epoch, o.metadata),
+                        None => (-1, -1, String::new()),
+                    };
+                    let partition = OffsetFetchResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(committed)
+                        .with_metadata(Some(StrBytes::from_string(metadata)))
+                        .with_error_code(error);
+                    if version >= 5 {
+                        partition.with_committed_leader_epoch(epoch)
+                    } else {
+                        partition
+                    }
+                })
+                .collect();
+            OffsetFetchResponseTopic::default().with_name(TopicName(StrBytes::from_string(topic))).with_partitions(partitions)
+        })
+        .collect()
+}
+
+fn topics_v8(fetched: FetchedOffsets) -> Vec<OffsetFetchResponseTopics> {
+    fetched
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(p, offset)| {
+                    let (committed, epoch, metadata) = match offset {
+                        Some(o) => (o.offset, o.leader_epoch, o.metadata),
+                        None => (-1, -1, String::new()),
+                    };
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(committed)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(StrBytes::from_string(metadata)))
+                })
+                .collect();
+            OffsetFetchResponseTopics::default().with_name(TopicName(StrBytes::from_string(topic))).with_partitions(partitions)
+        })
+        .collect()
+}

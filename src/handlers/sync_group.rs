@@ -1,0 +1,36 @@
+//! SyncGroup: the leader hands in the assignment; every member waits for its own.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::coordinator::{SyncOutcome, SyncParams};
+use crate::error::GroupError;
+
+/// Syncs the member; resolves when the leader's assignment is in.
+pub fn handle(broker: Arc<Broker>, request: SyncGroupRequest, version: i16) -> impl Future<Output = SyncGroupResponse> {
+    let params = SyncParams {
+        generation: request.generation_id,
+        member_id: request.member_id.to_string(),
+        instance_id: request.group_instance_id.map(|s| s.to_string()),
+        protocol_type: request.protocol_type.map(|s| s.to_string()),
+        protocol_name: request.protocol_name.map(|s| s.to_string()),
+        assignments: request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
+    };
+    let pending = broker.groups.sync_group(&request.group_id, params);
+    async move {
+        let outcome = tokio::select! {
+            outcome = pending.resolve(|| SyncOutcome::failed(&GroupError::RebalanceInProgress)) => outcome,
+            _ = broker.shutdown.cancelled() => SyncOutcome::failed(&GroupError::CoordinatorNotAvailable),
+        };
+        let mut response = SyncGroupResponse::default().with_error_code(outcome.error).with_assignment(outcome.assignment);
+        if version >= 5 {
+            response.protocol_type = outcome.protocol_type.map(StrBytes::from_string);
+            response.protocol_name = outcome.protocol_name.map(StrBytes::from_string);
+        }
+        response
+    }
+}
