@@ -38,9 +38,10 @@ impl Broker {
             block_cache_bytes: config.block_cache_mb << 20,
             write_buffer_bytes: config.write_buffer_mb << 20,
             fsync: config.fsync,
+            spare_column_families: config.spare_column_families,
         };
         let store = Store::open(&config.data_dir, &options)?;
-        let topics = TopicStore::load(store.clone(), &config.data_dir)?;
+        let topics = TopicStore::load(store.clone())?;
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
         let groups = GroupCoordinator::load(store.clone(), config.group_settings())?;
         let cluster_id = load_or_create_cluster_id(&store)?;

@@ -27,9 +27,9 @@ fn settings() -> GroupSettings {
 impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false };
+        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false, spare_column_families: 4 };
         let store = Store::open(dir.path(), &opts).unwrap();
-        let topics = TopicStore::load(store.clone(), dir.path()).unwrap();
+        let topics = TopicStore::load(store.clone()).unwrap();
         topics.create("t", 2, BTreeMap::new()).unwrap();
         topics.create("other", 1, BTreeMap::new()).unwrap();
         let clock = Arc::new(Mutex::new((Instant::now(), 1_000_000)));

@@ -166,7 +166,7 @@ mod tests {
     use crate::storage::StoreOptions;
 
     fn open(dir: &std::path::Path) -> GroupStore {
-        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false };
+        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false, spare_column_families: 4 };
         GroupStore::new(Store::open(dir, &opts).unwrap())
     }
 

@@ -7,6 +7,7 @@
 //! Metadata column family:
 //! - `t/<topic name>` → topic record (JSON)
 //! - `p/<topic id><partition>` → partition metadata (log start, log end, leader epoch)
+//! - `c/<topic id><partition>` → name of the partition's column family
 //! - `s/<topic id><partition><producer id>` → idempotent producer state
 //! - `g/<group id>` → consumer group metadata (JSON, see `group_store`)
 //! - `o/<group id len><group id><topic len><topic><partition>` → committed offset
@@ -28,6 +29,11 @@ pub fn offset_key(offset: i64) -> [u8; 8] {
     offset.to_be_bytes()
 }
 
+/// Start of the range holding every batch key of a partition.
+pub const OFFSET_KEY_MIN: &[u8] = &[];
+/// End (exclusive) of the range holding every batch key of a partition.
+pub const OFFSET_KEY_END: &[u8] = &[0xff; 9];
+
 /// Key of a topic record.
 pub fn topic(name: &str) -> Vec<u8> {
     let mut k = b"t/".to_vec();
@@ -45,6 +51,47 @@ pub fn partition_meta(topic_id: Uuid, partition: i32) -> Vec<u8> {
     k.extend_from_slice(&partition.to_be_bytes());
     k
 }
+
+/// Topic id and partition of a partition metadata key.
+pub fn parse_partition_meta(key: &[u8]) -> Option<(Uuid, i32)> {
+    let rest = key.strip_prefix(PARTITION_META_PREFIX)?;
+    if rest.len() != 20 {
+        return None;
+    }
+    let id = Uuid::from_slice(&rest[..16]).ok()?;
+    Some((id, i32::from_be_bytes(rest[16..].try_into().ok()?)))
+}
+
+/// Prefix of every partition metadata key.
+pub const PARTITION_META_PREFIX: &[u8] = b"p/";
+
+/// Prefix of spare column family names: created ahead of need and handed to new
+/// partitions (see `Store::take_partition_cf`).
+pub const SPARE_CF_PREFIX: &str = "s-";
+
+/// Name of the `n`th spare column family.
+pub fn spare_cf(n: u64) -> String {
+    format!("{SPARE_CF_PREFIX}{n}")
+}
+
+/// Key naming the column family a partition is stored in.
+pub fn partition_cf_ref(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    let mut k = partition_cf_ref_prefix(topic_id);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// Prefix of the column family references of a topic (of all topics when `None`).
+pub fn partition_cf_ref_prefix(topic_id: impl Into<Option<Uuid>>) -> Vec<u8> {
+    let mut k = PARTITION_CF_REF_PREFIX.to_vec();
+    if let Some(id) = topic_id.into() {
+        k.extend_from_slice(id.as_bytes());
+    }
+    k
+}
+
+/// Prefix of every column family reference.
+pub const PARTITION_CF_REF_PREFIX: &[u8] = b"c/";
 
 /// Key of one producer's state on one partition.
 pub fn producer_state(topic_id: Uuid, partition: i32, producer_id: i64) -> Vec<u8> {

@@ -14,10 +14,13 @@ pub mod topic_config;
 pub mod topic_store;
 pub mod wal_sync;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, WriteBufferManager};
+use parking_lot::Mutex;
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager};
+use uuid::Uuid;
 
 pub use partition_log::PartitionLog;
 pub use topic_store::{Topic, TopicStore};
@@ -40,6 +43,8 @@ pub struct StoreOptions {
     pub write_buffer_bytes: usize,
     /// fsync the WAL before a write counts as durable.
     pub fsync: bool,
+    /// Empty column families kept ready for new partitions (see [`Store::take_partition_cf`]).
+    pub spare_column_families: usize,
 }
 
 /// The open database plus the options every partition column family is created with.
@@ -47,6 +52,8 @@ pub struct Store {
     db: Arc<Db>,
     partition_opts: Options,
     syncer: Option<wal_sync::WalSyncer>,
+    /// Empty column families no partition uses yet.
+    spares: Mutex<Vec<String>>,
     // Kept alive for as long as the column families that reference them.
     _cache: Cache,
     _write_buffers: WriteBufferManager,
@@ -73,20 +80,42 @@ impl Store {
         let mut meta_opts = Options::default();
         meta_opts.set_write_buffer_manager(&write_buffers);
 
-        let existing = match Db::list_cf(&db_opts, dir) {
-            Ok(names) => names,
+        let existing: Vec<String> = match Db::list_cf(&db_opts, dir) {
+            Ok(names) => names.into_iter().filter(|n| n != META_CF && n != "default").collect(),
             Err(_) => vec![], // a new database
         };
-        let mut descriptors = vec![ColumnFamilyDescriptor::new(META_CF, meta_opts)];
-        for name in existing.iter().filter(|n| n.as_str() != META_CF && n.as_str() != "default") {
-            descriptors.push(ColumnFamilyDescriptor::new(name, partition_opts.clone()));
+        let descriptors = |names: &[String]| {
+            std::iter::once(ColumnFamilyDescriptor::new(META_CF, meta_opts.clone()))
+                .chain(names.iter().map(|n| ColumnFamilyDescriptor::new(n, partition_opts.clone())))
+                .collect::<Vec<_>>()
+        };
+        let mut db = Db::open_cf_descriptors(&db_opts, dir, descriptors(&existing))?;
+        let unused = unused_partition_cfs(&db, &existing)?;
+        clear_column_families(&db, &unused)?;
+        let mut spares = unused;
+        if spares.len() < options.spare_column_families {
+            // RocksDB rewrites and re-verifies its OPTIONS file (every column family's
+            // options) on each create_cf: creating N column families one by one costs
+            // O(N²). Creating the missing spares while opening costs one rewrite.
+            let next = existing
+                .iter()
+                .filter_map(|n| n.strip_prefix(keys::SPARE_CF_PREFIX)?.parse::<u64>().ok())
+                .max()
+                .map_or(0, |n| n + 1);
+            let new: Vec<String> = (next..).take(options.spare_column_families - spares.len()).map(keys::spare_cf).collect();
+            drop(db);
+            let all: Vec<String> = existing.iter().chain(&new).cloned().collect();
+            db = Db::open_cf_descriptors(&db_opts, dir, descriptors(&all))?;
+            spares.extend(new);
         }
-        let db = Arc::new(Db::open_cf_descriptors(&db_opts, dir, descriptors)?);
+        tracing::debug!(spares = spares.len(), "spare column families ready");
+        let db = Arc::new(db);
         let syncer = options.fsync.then(|| wal_sync::WalSyncer::start(db.clone()));
         Ok(Arc::new(Store {
             db,
             partition_opts,
             syncer,
+            spares: Mutex::new(spares),
             _cache: cache,
             _write_buffers: write_buffers,
         }))
@@ -97,29 +126,45 @@ impl Store {
         &self.db
     }
 
-    /// Creates a partition's column family.
-    pub(crate) fn create_partition_cf(&self, name: &str) -> Result<(), StorageError> {
+    /// A column family for a new partition: a spare one when there is one (fast),
+    /// else a new one named after the partition.
+    pub(crate) fn take_partition_cf(&self, topic_id: Uuid, partition: i32) -> Result<String, StorageError> {
+        if let Some(name) = self.spares.lock().pop() {
+            return Ok(name);
+        }
+        let name = keys::partition_cf(topic_id, partition);
+        self.ensure_partition_cf(&name)?;
+        Ok(name)
+    }
+
+    /// Creates a partition column family unless it exists.
+    pub(crate) fn ensure_partition_cf(&self, name: &str) -> Result<(), StorageError> {
         if self.db.cf_handle(name).is_none() {
             self.db.create_cf(name, &self.partition_opts)?;
         }
         Ok(())
     }
 
-    /// Drops a partition's column family and its data.
-    pub(crate) fn drop_partition_cf(&self, name: &str) -> Result<(), StorageError> {
-        if self.db.cf_handle(name).is_some() {
-            self.db.drop_cf(name)?;
+    /// Returns column families emptied by a topic deletion to the spares, and
+    /// compacts them in the background so their space is reclaimed.
+    pub(crate) fn recycle_partition_cfs(&self, names: Vec<String>) {
+        self.spares.lock().extend(names.iter().cloned());
+        let db = self.db.clone();
+        let spawned = std::thread::Builder::new().name("fluxo-recycle".into()).spawn(move || {
+            for name in names {
+                if let Some(cf) = db.cf_handle(&name) {
+                    db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start compaction of recycled column families");
         }
-        Ok(())
     }
 
-    /// Names of all partition column families on disk.
-    pub(crate) fn partition_cf_names(&self, dir: &Path) -> Vec<String> {
-        Db::list_cf(&Options::default(), dir)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|n| n.starts_with(keys::PARTITION_CF_PREFIX))
-            .collect()
+    /// Number of spare column families.
+    pub fn spare_count(&self) -> usize {
+        self.spares.lock().len()
     }
 
     /// Waits until every write completed before this call is fsynced (a no-op when
@@ -136,6 +181,47 @@ impl Store {
         self.db.flush_wal(true)?;
         Ok(())
     }
+}
+
+/// Partition column families that no partition refers to: spares, and those of a
+/// topic whose deletion predates spares.
+fn unused_partition_cfs(db: &Db, existing: &[String]) -> Result<Vec<String>, StorageError> {
+    let meta = db.cf_handle(META_CF).expect("meta cf");
+    let mut used = HashSet::new();
+    let mut with_ref = HashSet::new();
+    for item in db.iterator_cf(&meta, IteratorMode::From(keys::PARTITION_CF_REF_PREFIX, Direction::Forward)) {
+        let (k, v) = item?;
+        if !k.starts_with(keys::PARTITION_CF_REF_PREFIX) {
+            break;
+        }
+        with_ref.insert(k[keys::PARTITION_CF_REF_PREFIX.len()..].to_vec());
+        used.insert(String::from_utf8_lossy(&v).into_owned());
+    }
+    // Partitions created before column family references existed use their own name.
+    for item in db.iterator_cf(&meta, IteratorMode::From(keys::PARTITION_META_PREFIX, Direction::Forward)) {
+        let (k, _) = item?;
+        if !k.starts_with(keys::PARTITION_META_PREFIX) {
+            break;
+        }
+        let Some((id, partition)) = keys::parse_partition_meta(&k) else { continue };
+        if !with_ref.contains(&k[keys::PARTITION_META_PREFIX.len()..]) {
+            used.insert(keys::partition_cf(id, partition));
+        }
+    }
+    Ok(existing.iter().filter(|n| !used.contains(*n)).cloned().collect())
+}
+
+/// Deletes everything in these column families (one write).
+fn clear_column_families(db: &Db, names: &[String]) -> Result<(), StorageError> {
+    let mut write = WriteBatch::default();
+    for name in names {
+        let cf = db.cf_handle(name).expect("opened");
+        write.delete_range_cf(&cf, keys::OFFSET_KEY_MIN, keys::OFFSET_KEY_END);
+    }
+    if !names.is_empty() {
+        db.write(write)?;
+    }
+    Ok(())
 }
 
 /// Options for partition column families: batches are large, written once, read

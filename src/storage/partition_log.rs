@@ -4,6 +4,7 @@
 //! with one broker and fsync off they move together; with fsync on the HW follows
 //! the fsync; with replication it will follow the followers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -25,6 +26,9 @@ pub struct PartitionLog {
     store: Arc<Store>,
     state: Mutex<LogState>,
     high_watermark: watch::Sender<i64>,
+    /// Set (under the state lock) when the topic is deleted: its column family is
+    /// about to be emptied and given to another partition.
+    deleted: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -75,19 +79,27 @@ pub struct LogOffsets {
 impl PartitionLog {
     /// Creates a new, empty partition (its column family and metadata).
     pub fn create(store: Arc<Store>, topic_id: Uuid, partition: i32) -> Result<Arc<PartitionLog>, StorageError> {
-        let cf_name = keys::partition_cf(topic_id, partition);
-        store.create_partition_cf(&cf_name)?;
-        let log = PartitionLog::new(store, topic_id, partition, cf_name, 0, 0, 0, ProducerStates::default());
-        log.persist_meta()?;
-        Ok(Arc::new(log))
+        let cf_name = store.take_partition_cf(topic_id, partition)?;
+        {
+            let db = store.db();
+            let meta = db.cf_handle(META_CF).expect("meta cf");
+            let mut write = WriteBatch::default();
+            write.put_cf(&meta, keys::partition_cf_ref(topic_id, partition), cf_name.as_bytes());
+            write.put_cf(&meta, keys::partition_meta(topic_id, partition), meta_value(0, 0, 0));
+            db.write(write)?;
+        }
+        Ok(Arc::new(PartitionLog::new(store, topic_id, partition, cf_name, 0, 0, 0, ProducerStates::default())))
     }
 
     /// Reopens a partition after a restart; the LEO is recomputed from the last batch.
     pub fn open(store: Arc<Store>, topic_id: Uuid, partition: i32) -> Result<Arc<PartitionLog>, StorageError> {
-        let cf_name = keys::partition_cf(topic_id, partition);
-        store.create_partition_cf(&cf_name)?;
         let db = store.db();
         let meta = db.cf_handle(META_CF).expect("meta cf");
+        let cf_name = match db.get_cf(&meta, keys::partition_cf_ref(topic_id, partition))? {
+            Some(name) => String::from_utf8(name).map_err(|_| StorageError::CorruptMetadata("column family name".into()))?,
+            None => keys::partition_cf(topic_id, partition),
+        };
+        store.ensure_partition_cf(&cf_name)?;
         let (mut log_start, mut log_end, leader_epoch) = match db.get_cf(&meta, keys::partition_meta(topic_id, partition))? {
             Some(v) if v.len() == 20 => (
                 i64::from_be_bytes(v[0..8].try_into().unwrap()),
@@ -145,7 +157,22 @@ impl PartitionLog {
             store,
             state: Mutex::new(LogState { log_start, log_end, leader_epoch, producers }),
             high_watermark,
+            deleted: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the partition deleted: appends and reads fail from now on, so that its
+    /// column family can be emptied and reused. Waits for an append in progress.
+    pub(crate) fn mark_deleted(&self) {
+        let _state = self.state.lock();
+        self.deleted.store(true, Ordering::SeqCst);
+    }
+
+    fn check_live(&self) -> Result<(), StorageError> {
+        if self.deleted.load(Ordering::SeqCst) {
+            return Err(StorageError::UnknownTopicOrPartition);
+        }
+        Ok(())
     }
 
     /// The partition index.
@@ -197,6 +224,7 @@ impl PartitionLog {
         let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
         let meta = db.cf_handle(META_CF).expect("meta cf");
         let mut state = self.state.lock();
+        self.check_live()?;
         let mut write = WriteBatch::default();
         let mut next = state.log_end;
         let mut first_offset = None;
@@ -291,6 +319,8 @@ impl PartitionLog {
             iter.next();
         }
         iter.status()?;
+        // A read that overlapped a deletion may have seen the next owner's batches.
+        self.check_live()?;
         Ok(result)
     }
 
@@ -345,14 +375,7 @@ impl PartitionLog {
             iter.next();
         }
         iter.status()?;
-        Ok(())
-    }
-
-    fn persist_meta(&self) -> Result<(), StorageError> {
-        let state = self.state.lock();
-        let db = self.store.db();
-        let meta = db.cf_handle(META_CF).expect("meta cf");
-        db.put_cf(&meta, keys::partition_meta(self.topic_id, self.partition), meta_value(state.log_start, state.log_end, state.leader_epoch))?;
+        self.check_live()?;
         Ok(())
     }
 }

@@ -2,7 +2,6 @@
 //! the metadata column family.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -61,9 +60,8 @@ pub struct TopicStore {
 }
 
 impl TopicStore {
-    /// Loads every topic and reopens its partitions; drops column families left
-    /// behind by a deletion that was interrupted.
-    pub fn load(store: Arc<Store>, data_dir: &Path) -> Result<TopicStore, StorageError> {
+    /// Loads every topic and reopens its partitions.
+    pub fn load(store: Arc<Store>) -> Result<TopicStore, StorageError> {
         let mut records = Vec::new();
         {
             let db = store.db();
@@ -80,18 +78,12 @@ impl TopicStore {
         }
         let mut topics = HashMap::new();
         let mut ids = HashMap::new();
-        let mut live_cfs = std::collections::HashSet::new();
         for r in records {
             let partitions = (0..r.partitions)
                 .map(|p| PartitionLog::open(store.clone(), r.id, p))
                 .collect::<Result<Vec<_>, _>>()?;
-            live_cfs.extend(partitions.iter().map(|p| p.cf_name().to_string()));
             ids.insert(r.id, r.name.clone());
             topics.insert(r.name.clone(), Arc::new(Topic { name: r.name, id: r.id, configs: r.configs, partitions }));
-        }
-        for orphan in store.partition_cf_names(data_dir).into_iter().filter(|n| !live_cfs.contains(n)) {
-            tracing::warn!(cf = %orphan, "dropping column family of a deleted topic");
-            store.drop_partition_cf(&orphan)?;
         }
         tracing::info!(topics = topics.len(), "topics loaded");
         Ok(TopicStore { store, topics: RwLock::new(topics), ids: RwLock::new(ids), admin: Mutex::new(()) })
@@ -201,18 +193,31 @@ impl TopicStore {
         {
             let db = self.store.db();
             let meta = db.cf_handle(META_CF).expect("meta cf");
+            for p in &topic.partitions {
+                p.mark_deleted();
+            }
+            // One write: the metadata and every batch go together, so a crash leaves
+            // either the whole topic or none of it. The emptied column families are
+            // reused: dropping them would rewrite RocksDB's OPTIONS file once each.
             let mut write = WriteBatch::default();
             write.delete_cf(&meta, keys::topic(name));
-            for prefix in [keys::partition_meta_prefix(topic.id), keys::producer_state_prefix(topic.id, None)] {
+            for prefix in [
+                keys::partition_meta_prefix(topic.id),
+                keys::producer_state_prefix(topic.id, None),
+                keys::partition_cf_ref_prefix(topic.id),
+            ] {
                 write.delete_range_cf(&meta, &prefix, &keys::prefix_end(&prefix));
+            }
+            for p in &topic.partitions {
+                if let Some(cf) = db.cf_handle(p.cf_name()) {
+                    write.delete_range_cf(&cf, keys::OFFSET_KEY_MIN, keys::OFFSET_KEY_END);
+                }
             }
             db.write(write)?;
         }
         self.topics.write().remove(name);
         self.ids.write().remove(&topic.id);
-        for p in &topic.partitions {
-            self.store.drop_partition_cf(p.cf_name())?;
-        }
+        self.store.recycle_partition_cfs(topic.partitions.iter().map(|p| p.cf_name().to_string()).collect());
         tracing::info!(topic = name, id = %topic.id, "topic deleted");
         Ok(topic)
     }
@@ -253,11 +258,12 @@ mod tests {
     use super::*;
     use crate::storage::batch::{self, split_and_validate, tests::sample_batch};
     use crate::storage::StoreOptions;
+    use std::path::Path;
 
     fn open(dir: &Path) -> (Arc<Store>, TopicStore) {
-        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false };
+        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false, spare_column_families: 4 };
         let store = Store::open(dir, &opts).unwrap();
-        let topics = TopicStore::load(store.clone(), dir).unwrap();
+        let topics = TopicStore::load(store.clone()).unwrap();
         (store, topics)
     }
 
@@ -337,5 +343,67 @@ mod tests {
         assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some((1, 1001)));
         assert_eq!(log.offset_for_timestamp(5000).unwrap(), None);
         assert_eq!(log.max_timestamp().unwrap(), Some((2, 1002)));
+    }
+
+    #[test]
+    fn deleted_topics_column_families_are_emptied_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, topics) = open(dir.path());
+        assert_eq!(store.spare_count(), 4);
+        let t = topics.create("old", 2, BTreeMap::new()).unwrap();
+        assert_eq!(store.spare_count(), 2, "partitions take spares");
+        let old_log = t.partition(1).unwrap().clone();
+        old_log.append(split_and_validate(sample_batch(3, -1, -1).freeze()).unwrap(), false).unwrap();
+        let cfs: Vec<String> = t.partitions.iter().map(|p| p.cf_name().to_string()).collect();
+        topics.delete("old").unwrap();
+        assert_eq!(store.spare_count(), 4, "the deleted topic's column families are spares again");
+        // A handle kept across the deletion neither writes into nor reads from the reused family.
+        let batches = split_and_validate(sample_batch(1, -1, -1).freeze()).unwrap();
+        assert!(matches!(old_log.append(batches, false), Err(StorageError::UnknownTopicOrPartition)));
+        let new = topics.create("new", 4, BTreeMap::new()).unwrap();
+        let reused: Vec<&str> = new.partitions.iter().map(|p| p.cf_name()).filter(|n| cfs.iter().any(|c| c == n)).collect();
+        assert_eq!(reused.len(), 2, "both emptied families are reused");
+        for p in &new.partitions {
+            assert_eq!(p.offsets().log_end, 0);
+            assert!(is_empty(&store, p.cf_name()), "{} is empty", p.cf_name());
+        }
+        assert!(matches!(old_log.read(0, 1 << 20, true), Err(StorageError::UnknownTopicOrPartition)));
+        // Past the spares, partitions get column families of their own; all survive a restart.
+        let more = topics.create("more", 3, BTreeMap::new()).unwrap();
+        more.partition(2).unwrap().append(split_and_validate(sample_batch(2, -1, -1).freeze()).unwrap(), false).unwrap();
+        new.partition(0).unwrap().append(split_and_validate(sample_batch(1, -1, -1).freeze()).unwrap(), false).unwrap();
+        drop((store, topics, new, more, old_log, t));
+        let (store, topics) = open(dir.path());
+        assert_eq!(store.spare_count(), 4, "spares topped up at open");
+        assert_eq!(topics.get("more").unwrap().partition(2).unwrap().offsets().log_end, 2);
+        assert_eq!(topics.get("new").unwrap().partition(0).unwrap().offsets().log_end, 1);
+        assert_eq!(topics.get("new").unwrap().partition(1).unwrap().offsets().log_end, 0);
+    }
+
+    #[test]
+    fn unreferenced_column_families_are_cleared_into_spares() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _topics) = open(dir.path());
+            // A family left by a deletion interrupted before references existed.
+            store.ensure_partition_cf("p-leftover-0").unwrap();
+            let db = store.db();
+            let cf = db.cf_handle("p-leftover-0").unwrap();
+            db.put_cf(&cf, keys::offset_key(0), b"stale").unwrap();
+        }
+        let (store, topics) = open(dir.path());
+        assert_eq!(store.spare_count(), 5, "the leftover family is a spare");
+        let t = topics.create("fresh", 5, BTreeMap::new()).unwrap();
+        assert!(t.partitions.iter().any(|p| p.cf_name() == "p-leftover-0"));
+        for p in &t.partitions {
+            assert!(is_empty(&store, p.cf_name()), "{} is empty", p.cf_name());
+        }
+    }
+
+    fn is_empty(store: &Store, cf: &str) -> bool {
+        let db = store.db();
+        let cf = db.cf_handle(cf).unwrap();
+        let empty = db.iterator_cf(&cf, rocksdb::IteratorMode::Start).next().is_none();
+        empty
     }
 }
