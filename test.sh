@@ -23,3 +23,6 @@ python3 -m pytest compat -q -p no:cacheprovider
 
 echo "== librdkafka's own test suite (stable subset; --all for the full matrix)"
 compat/librdkafka/run
+
+echo "== benchmark smoke run (a few seconds per workload, Fluxo only; numbers not asserted)"
+bench/run --smoke --no-machine --out "${TMPDIR:-/tmp}/fluxo-bench-smoke" --results "${TMPDIR:-/tmp}/fluxo-bench-smoke.md"
