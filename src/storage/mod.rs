@@ -16,6 +16,7 @@ pub mod wal_sync;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -54,6 +55,9 @@ pub struct Store {
     syncer: Option<wal_sync::WalSyncer>,
     /// Empty column families no partition uses yet.
     spares: Mutex<Vec<String>>,
+    /// Background compactions of recycled column families, stopped and joined on drop.
+    recyclers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    closing: Arc<AtomicBool>,
     // Kept alive for as long as the column families that reference them.
     _cache: Cache,
     _write_buffers: WriteBufferManager,
@@ -116,6 +120,8 @@ impl Store {
             partition_opts,
             syncer,
             spares: Mutex::new(spares),
+            recyclers: Mutex::new(Vec::new()),
+            closing: Arc::new(AtomicBool::new(false)),
             _cache: cache,
             _write_buffers: write_buffers,
         }))
@@ -149,16 +155,26 @@ impl Store {
     /// compacts them in the background so their space is reclaimed.
     pub(crate) fn recycle_partition_cfs(&self, names: Vec<String>) {
         self.spares.lock().extend(names.iter().cloned());
-        let db = self.db.clone();
+        // A weak handle, so that a compaction never keeps the database open.
+        let db = Arc::downgrade(&self.db);
+        let closing = self.closing.clone();
         let spawned = std::thread::Builder::new().name("fluxo-recycle".into()).spawn(move || {
             for name in names {
-                if let Some(cf) = db.cf_handle(&name) {
-                    db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+                let Some(db) = db.upgrade().filter(|_| !closing.load(Ordering::SeqCst)) else { return };
+                let cf = db.cf_handle(&name);
+                if let Some(cf) = &cf {
+                    db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
                 }
+                drop(cf);
             }
         });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start compaction of recycled column families");
+        match spawned {
+            Ok(handle) => {
+                let mut recyclers = self.recyclers.lock();
+                recyclers.retain(|h| !h.is_finished());
+                recyclers.push(handle);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not start compaction of recycled column families"),
         }
     }
 
@@ -180,6 +196,15 @@ impl Store {
     pub fn flush(&self) -> Result<(), StorageError> {
         self.db.flush_wal(true)?;
         Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for handle in self.recyclers.get_mut().drain(..) {
+            let _ = handle.join();
+        }
     }
 }
 
