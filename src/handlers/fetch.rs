@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::select_all;
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
@@ -124,7 +124,7 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, version: i16) -> (Vec<Fetchable
                         Ok(read) => {
                             total += read.bytes;
                             with_offsets(base, read.high_watermark, read.log_start_offset, version)
-                                .with_records(Some(concat(read.batches, read.bytes)))
+                                .with_records(Some(read.records))
                         }
                         Err(e) => {
                             any_error = true;
@@ -175,17 +175,5 @@ fn with_offsets(data: PartitionData, high_watermark: i64, log_start: i64, versio
     } else {
         data
     }
-}
-
-/// One `Bytes` for the response: the stored batch itself when there is one.
-fn concat(mut batches: Vec<Bytes>, total: usize) -> Bytes {
-    if batches.len() == 1 {
-        return batches.pop().unwrap();
-    }
-    let mut out = BytesMut::with_capacity(total);
-    for b in batches {
-        out.extend_from_slice(&b);
-    }
-    out.freeze()
 }
 

@@ -18,6 +18,9 @@ use super::producer_state::{ProducerEntry, ProducerStates, SequenceCheck};
 use super::{keys, Store, META_CF};
 use crate::error::StorageError;
 
+/// Initial buffer size of a read (grown as needed): enough for a typical fetch.
+const READ_BUFFER_HINT: usize = 256 * 1024;
+
 /// One partition's log.
 pub struct PartitionLog {
     topic_id: Uuid,
@@ -53,9 +56,11 @@ pub struct AppendResult {
 /// Batches read for a fetch, with the offsets a fetch response reports.
 #[derive(Debug, Clone, Default)]
 pub struct ReadResult {
-    /// Whole stored batches, in offset order.
-    pub batches: Vec<Bytes>,
-    /// Total bytes of `batches`.
+    /// Whole stored batches, back to back in offset order, as a fetch response carries them.
+    pub records: Bytes,
+    /// Number of batches in `records`.
+    pub batches: usize,
+    /// Length of `records`.
     pub bytes: usize,
     /// High watermark when the read started.
     pub high_watermark: i64,
@@ -305,20 +310,27 @@ impl PartitionLog {
         } else if iter.value().map(|v| batch::offsets_of(v).1 < offset).unwrap_or(false) {
             iter.next();
         }
+        // One buffer for all batches: the response needs them contiguous anyway.
+        let mut records = BytesMut::new();
         while let Some(value) = iter.value() {
             let (base, _) = batch::offsets_of(value);
             let oversized = result.bytes + value.len() > max_bytes;
-            if base >= high_watermark || (oversized && !(min_one && result.batches.is_empty())) {
+            if base >= high_watermark || (oversized && !(min_one && result.batches == 0)) {
                 break;
             }
+            if records.capacity() == 0 {
+                records.reserve(max_bytes.clamp(value.len(), READ_BUFFER_HINT.max(value.len())));
+            }
+            records.extend_from_slice(value);
             result.bytes += value.len();
-            result.batches.push(Bytes::copy_from_slice(value));
+            result.batches += 1;
             if result.bytes >= max_bytes {
                 break;
             }
             iter.next();
         }
         iter.status()?;
+        result.records = records.freeze();
         // A read that overlapped a deletion may have seen the next owner's batches.
         self.check_live()?;
         Ok(result)

@@ -282,10 +282,11 @@ mod tests {
             }
             assert_eq!(log.offsets().log_end, 5);
             let read = log.read(4, 1 << 20, true).unwrap();
-            assert_eq!(read.batches.len(), 1, "batch containing offset 4 only");
-            assert_eq!(batch::offsets_of(&read.batches[0]), (3, 4));
+            assert_eq!(read.batches, 1, "batch containing offset 4 only");
+            assert_eq!(batch::offsets_of(&read.records), (3, 4));
+            assert_eq!(read.records.len(), read.bytes);
             assert!(matches!(log.read(6, 100, true), Err(StorageError::OffsetOutOfRange)));
-            assert!(log.read(5, 100, true).unwrap().batches.is_empty());
+            assert_eq!(log.read(5, 100, true).unwrap().batches, 0);
         }
         let (_store, topics) = open(dir.path());
         let t = topics.get("orders").unwrap();
@@ -294,7 +295,10 @@ mod tests {
         assert_eq!(log.offsets().log_end, 5);
         assert_eq!(log.offsets().high_watermark, 5);
         let all = log.read(0, 1 << 20, true).unwrap();
-        assert_eq!(all.batches.len(), 2);
+        assert_eq!(all.batches, 2);
+        let first_len = 12 + i32::from_be_bytes(all.records[8..12].try_into().unwrap()) as usize;
+        let (first, second) = all.records.split_at(first_len);
+        assert_eq!((batch::offsets_of(first), batch::offsets_of(second)), ((0, 2), (3, 4)), "batches back to back");
     }
 
     #[test]
