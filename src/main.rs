@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 static ALLOCATOR: fluxo::alloc::BrokerAllocator = fluxo::alloc::BrokerAllocator;
 
 fn main() -> ExitCode {
+    fluxo::alloc::tune_system_allocator();
     let config = match Config::load(Cli::parse()) {
         Ok(c) => c,
         Err(e) => {
