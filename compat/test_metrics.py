@@ -1,10 +1,14 @@
 """The Prometheus endpoint: scraped during and after a produce load, its counters
-match what the client produced and consumed; /health answers."""
+match what the client produced and consumed; consumer groups' committed offsets and
+lag match what a consumer committed; /health answers; a debug-level log line names
+each request's API, version, client id and duration."""
 import re
 import threading
+import time
 import urllib.request
 
 import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from conftest import Broker, free_port
 from compat_util import consume_all, create_topic, make_records, produce, unique_topic
@@ -33,8 +37,11 @@ def counter(samples: dict[str, float], name: str, **labels) -> float:
 def metrics_broker(fluxo_bin, tmp_path_factory):
     base = tmp_path_factory.mktemp("metrics")
     port = free_port()
+    # debug: the request log lines are checked; a short initial rebalance delay
+    # keeps the group test fast.
     b = Broker(data_dir=base / "data", log_dir=base / "logs",
-               extra_args=["--metrics-listener", f"127.0.0.1:{port}"])
+               extra_args=["--metrics-listener", f"127.0.0.1:{port}", "--log-level", "debug",
+                           "--group-initial-rebalance-delay-ms", "100"])
     b.start()
     b.metrics_port = port
     yield b
@@ -85,3 +92,78 @@ def test_counters_match_what_was_produced_and_consumed(metrics_broker):
     assert counter(s, "fluxo_topic_bytes_out_total", topic=topic) >= counter(s, "fluxo_topic_bytes_in_total", topic=topic)
     assert re.search(r'fluxo_request_duration_seconds_count\{api="Fetch"\} [1-9]', urllib.request.urlopen(
         f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode())
+
+
+def _values(topic_recs: list[tuple[int, int]]):
+    """(partition, count) pairs as produce() tuples with distinct values."""
+    return [(p, None, f"p{p}-{i}".encode(), []) for p, n in topic_recs for i in range(n)]
+
+
+def test_group_committed_offsets_and_lag(metrics_broker):
+    b, port = metrics_broker, metrics_broker.metrics_port
+    topic = unique_topic("lag")
+    group = "lag-" + topic
+    create_topic(b.bootstrap, topic, PARTITIONS)
+    produce(b.bootstrap, topic, _values([(0, 40), (1, 25), (2, 5)]))
+
+    # A subscribed consumer reads everything, then commits 30 on partition 0 and
+    # 25 (the end) on partition 1; nothing on partition 2.
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "client.id": "lag-probe",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "enable.partition.eof": True, "fetch.wait.max.ms": 100})
+    try:
+        c.subscribe([topic])
+        eof: set[int] = set()
+        seen = 0
+        deadline = time.monotonic() + 60
+        while len(eof) < PARTITIONS or seen < 70:
+            assert time.monotonic() < deadline, f"consumed {seen}/70 records, eof on {sorted(eof)}"
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(msg.partition())
+                    continue
+                raise KafkaException(msg.error())
+            seen += 1
+        committed = c.commit(offsets=[TopicPartition(topic, 0, 30), TopicPartition(topic, 1, 25)],
+                             asynchronous=False)
+        assert all(tp.error is None for tp in committed), committed
+    finally:
+        c.close()
+
+    def group_sample(name, p):
+        return counter(scrape(port), name, group=group, topic=topic, partition=p)
+
+    s = scrape(port)
+    assert counter(s, "fluxo_group_committed_offset", group=group, topic=topic, partition=0) == 30
+    assert counter(s, "fluxo_group_lag", group=group, topic=topic, partition=0) == 10
+    assert counter(s, "fluxo_group_committed_offset", group=group, topic=topic, partition=1) == 25
+    assert counter(s, "fluxo_group_lag", group=group, topic=topic, partition=1) == 0
+    label = f'{{group="{group}",topic="{topic}",partition="2"}}'
+    assert f"fluxo_group_committed_offset{label}" not in s and f"fluxo_group_lag{label}" not in s
+
+    # Lag follows the high watermark at scrape time: 7 more records on partition 1.
+    produce(b.bootstrap, topic, _values([(1, 7)]))
+    assert group_sample("fluxo_group_lag", 1) == 7
+    assert group_sample("fluxo_group_committed_offset", 1) == 25
+    assert group_sample("fluxo_group_lag", 0) == 10
+
+    # A commit from outside the group (assign, no subscription) moves them too.
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 40), TopicPartition(topic, 1, 29)], asynchronous=False)
+    finally:
+        c.close()
+    assert [group_sample("fluxo_group_committed_offset", p) for p in (0, 1)] == [40, 29]
+    assert [group_sample("fluxo_group_lag", p) for p in (0, 1)] == [0, 3]
+
+    # The request log (debug level) names API, version, client id and duration.
+    log = b.log_path.read_text(errors="replace")
+    assert "\x1b[" not in log, "colour codes in a log that is not a terminal"
+    lines = [ln for ln in log.splitlines() if "request done" in ln and 'client_id="lag-probe"' in ln]
+    assert any("api=OffsetCommit version=" in ln for ln in lines), log[-3000:]
+    for ln in lines:
+        assert re.search(r'DEBUG .*request\{api=\w+ version=\d+ .*client_id="lag-probe".*request done '
+                         r'elapsed_us=\d+$', ln), ln

@@ -1,6 +1,7 @@
 //! Prometheus metrics: request counts, errors and latency per API, bytes and
-//! records in/out per topic, connections, and per-partition offsets and sizes
-//! (read from the logs at scrape time, so they can never drift).
+//! records in/out per topic, connections, per-partition offsets and sizes, and
+//! consumer groups' committed offsets and lag (the last two read from the logs
+//! and the group coordinator at scrape time, so they can never drift).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::coordinator::GroupCoordinator;
 use crate::storage::TopicStore;
 
 /// Labels of per-API metrics.
@@ -29,6 +31,14 @@ pub struct TopicLabels {
 /// Labels of per-partition metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {
+    topic: String,
+    partition: String,
+}
+
+/// Labels of per-group, per-partition metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupPartitionLabels {
+    group: String,
     topic: String,
     partition: String,
 }
@@ -109,8 +119,8 @@ impl Metrics {
         TopicLabels { topic: name.to_string() }
     }
 
-    /// The Prometheus text exposition of every metric, partitions included.
-    pub fn render(&self, topics: &TopicStore) -> String {
+    /// The Prometheus text exposition of every metric, partitions and groups included.
+    pub fn render(&self, topics: &TopicStore, groups: &GroupCoordinator) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         // Partition gauges are read from the logs at scrape time; `encode` of a
@@ -137,6 +147,21 @@ impl Metrics {
         partitions.register("fluxo_partition_high_watermark", "Offsets below this are visible to consumers", high_watermark);
         partitions.register("fluxo_partition_log_start_offset", "First offset still in the log", log_start);
         partitions.register("fluxo_partition_size_bytes", "Estimated bytes stored for the partition", size);
+        // Consumer groups: the committed offset of each (group, topic, partition) and
+        // its lag, the partition's high watermark minus that offset (never below 0:
+        // an offset committed past the high watermark has nothing left to read).
+        let committed = Family::<GroupPartitionLabels, Gauge>::default();
+        let lag = Family::<GroupPartitionLabels, Gauge>::default();
+        for (group, topic, partition, offset) in groups.committed_offsets() {
+            let high_watermark = topics.get(&topic).and_then(|t| t.partition(partition).map(|l| l.offsets().high_watermark));
+            let labels = GroupPartitionLabels { group, topic, partition: partition.to_string() };
+            committed.get_or_create(&labels).set(offset);
+            if let Some(hw) = high_watermark {
+                lag.get_or_create(&labels).set((hw - offset).max(0));
+            }
+        }
+        partitions.register("fluxo_group_committed_offset", "Offset a consumer group committed for the partition", committed);
+        partitions.register("fluxo_group_lag", "High watermark minus the group's committed offset", lag);
         let _ = encode(&mut out, &partitions);
         out
     }

@@ -539,6 +539,24 @@ impl GroupCoordinator {
         .unwrap_or_else(|| Err(GroupError::GroupIdNotFound(format!("group {group_id} not found"))))
     }
 
+    /// Every committed offset of every live group, as (group, topic, partition,
+    /// offset), sorted. Read-only: for the metrics endpoint, which computes lag
+    /// from it at scrape time. Locks each group briefly, one at a time; starts no
+    /// timers and persists nothing.
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let cells: Vec<Arc<Mutex<Group>>> = self.inner.groups.read().values().cloned().collect();
+        let mut all = Vec::new();
+        for cell in cells {
+            let g = cell.lock();
+            if g.dead {
+                continue;
+            }
+            all.extend(g.offsets.iter().map(|((topic, partition), o)| (g.id.clone(), topic.clone(), *partition, o.offset)));
+        }
+        all.sort();
+        all
+    }
+
     /// Forgets every group's offsets of a deleted topic.
     pub fn topic_deleted(&self, topic: &str) {
         let cells: Vec<Arc<Mutex<Group>>> = self.inner.groups.read().values().cloned().collect();
