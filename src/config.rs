@@ -106,6 +106,9 @@ fn default_data_dir() -> PathBuf {
 #[derive(Debug, Parser)]
 #[command(name = "fluxo", version, about = "A Kafka-wire-compatible broker on RocksDB")]
 pub struct Cli {
+    /// What to do instead of running the broker.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// YAML config file (see config/fluxo.yaml).
     #[arg(long, env = "FLUXO_CONFIG")]
     pub config: Option<PathBuf>,
@@ -166,6 +169,16 @@ pub struct Cli {
     /// KIP-848 groups: heartbeat interval in ms.
     #[arg(long, env = "FLUXO_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
     pub group_consumer_heartbeat_interval_ms: Option<i32>,
+}
+
+/// Subcommands; without one, `fluxo` runs the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 if the broker this configuration describes answers 200 on /health
+    /// (its metrics_listener, a wildcard address probed on loopback), 1 otherwise.
+    /// Reads the same config file, environment and flags as the broker: the
+    /// container image's HEALTHCHECK.
+    Healthcheck,
 }
 
 /// Why a configuration was rejected; one line, naming the key or path.

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod coordinator;
 pub mod error;
 pub mod handlers;
+pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod protocol;

@@ -6,7 +6,7 @@ use clap::Parser;
 use std::sync::Arc;
 
 use fluxo::broker::{Broker, Endpoint};
-use fluxo::config::{Cli, Config};
+use fluxo::config::{Cli, Command, Config};
 use tokio::net::TcpListener;
 
 #[global_allocator]
@@ -14,13 +14,29 @@ static ALLOCATOR: fluxo::alloc::BrokerAllocator = fluxo::alloc::BrokerAllocator;
 
 fn main() -> ExitCode {
     fluxo::alloc::tune_system_allocator();
-    let config = match Config::load(Cli::parse()) {
+    let mut cli = Cli::parse();
+    let command = cli.command.take();
+    let config = match Config::load(cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fluxo: {e}");
-            return ExitCode::from(2);
+            // Docker reserves health check exit code 2: unhealthy is 1.
+            return ExitCode::from(if command == Some(Command::Healthcheck) { 1 } else { 2 });
         }
     };
+    if command == Some(Command::Healthcheck) {
+        // On stdout, where `docker inspect` shows the last probes' output.
+        return match fluxo::healthcheck::probe(&config) {
+            Ok(what) => {
+                println!("healthy: {what}");
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                println!("unhealthy: {why}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = fluxo::telemetry::init(&config) {
         eprintln!("fluxo: cannot set up logging: {e}");
     }
