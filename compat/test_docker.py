@@ -1,11 +1,17 @@
 """The Docker image (docker/Dockerfile) and compose file (docker/compose.yaml).
 
-Builds the image, runs it with a named volume and a loopback-published port
-(advertised as 127.0.0.1:PORT), produces and consumes with real clients
-(confluent-kafka, kcat, and the Java client when compat/setup.sh installed it),
-stops and starts the container, replaces it with a new one on the same volume,
-and reads everything back byte for byte. Containers, volumes and the test image
-are removed at the end, also when a test fails.
+Builds the image, runs it with a named volume and two listeners, as compose does:
+an external one on a loopback-published port (advertised as 127.0.0.1:PORT) and an
+internal one on a Docker network (advertised under the container's network alias),
+waits until `docker inspect` reports it healthy (the image's HEALTHCHECK, `fluxo
+healthcheck`), produces and consumes with real clients (confluent-kafka, kcat, and
+the Java client when compat/setup.sh installed it) from the host and with kcat from
+a container on that network, checks each side is told its own listener's address,
+stops and starts the container, replaces it with a new one on the same volume, and
+reads everything back byte for byte. Then the same through docker/compose.yaml.
+Containers, networks, volumes and the test image are removed at the end, also when
+a test fails; the kcat client image (fluxo-test/kcat:bookworm, the runtime base plus
+Debian's kcat, built once in about ten seconds) is kept like the base images.
 
 Skipped when `docker info` fails (no engine, or no permission); with
 FLUXO_DOCKER_REQUIRED=1 (CI on a machine that has Docker) that is an error instead.
@@ -20,7 +26,8 @@ Which image is tested (FLUXO_DOCKER_BUILD):
                       on both base images from `docker/base-images.sh`. 10+ minutes on
                       two cores for the first build.
 Other knobs: FLUXO_RUNTIME_BASE / FLUXO_BUILDER_BASE (base image tags, also read
-by base-images.sh), FLUXO_DOCKER_KEEP_IMAGE=1 keeps the built test image.
+by base-images.sh), FLUXO_DOCKER_KEEP_IMAGE=1 keeps the built test image,
+FLUXO_KCAT_IMAGE the client image's tag.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -48,6 +57,8 @@ BUILDER_BASE = os.environ.get("FLUXO_BUILDER_BASE", "fluxo-base/rust:bookworm")
 RUN_ID = uuid.uuid4().hex[:10]
 LABEL = f"fluxo-compat-test={RUN_ID}"
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
+KCAT_IMAGE = os.environ.get("FLUXO_KCAT_IMAGE", "fluxo-test/kcat:bookworm")
+INTERNAL_PORT = 29092
 
 pytestmark = [pytest.mark.timeout(3600 if BUILD_MODE == "source" else 900)]
 
@@ -124,23 +135,38 @@ def kcat(*args, input: bytes | None = None, timeout: float = 60) -> bytes:
 
 
 class Container:
-    """One `docker run -d` of the image; remembers its name for teardown."""
+    """One `docker run -d` of the image; remembers its name for teardown.
+
+    With a `network`, it joins that network under the alias `alias` and gets an
+    internal listener on INTERNAL_PORT advertised as alias:INTERNAL_PORT, besides
+    the external one published on 127.0.0.1:port (and /metrics on metrics_port)."""
 
     def __init__(self, image: str, volume: str, port: int, name: str | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, network: str | None = None, alias: str = "fluxo",
+                 metrics_port: int | None = None):
         self.image, self.volume, self.port = image, volume, port
+        self.network, self.alias, self.metrics_port = network, alias, metrics_port
         self.name = name or f"fluxo-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"
         self.env = {"FLUXO_ADVERTISED_LISTENER": f"127.0.0.1:{port}", **(env or {})}
+        if network:
+            self.env["FLUXO_EXTRA_LISTENERS"] = f"0.0.0.0:{INTERNAL_PORT}={alias}:{INTERNAL_PORT}"
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def internal_bootstrap(self) -> str:
+        return f"{self.alias}:{INTERNAL_PORT}"
+
     def run(self) -> "Container":
         env_args = [a for k, v in self.env.items() for a in ("-e", f"{k}={v}")]
+        net_args = ["--network", self.network, "--network-alias", self.alias] if self.network else []
+        if self.metrics_port:
+            net_args += ["-p", f"127.0.0.1:{self.metrics_port}:9644"]
         # --health-interval 1s: the image's HEALTHCHECK command, polled faster.
         sh("docker", "run", "-d", "--name", self.name, "--label", LABEL,
-           "-v", f"{self.volume}:/var/lib/fluxo", "-p", f"127.0.0.1:{self.port}:9092",
+           "-v", f"{self.volume}:/var/lib/fluxo", "-p", f"127.0.0.1:{self.port}:9092", *net_args,
            "--health-interval", "1s", "--health-start-period", "30s", *env_args, self.image)
         return self
 
@@ -183,10 +209,14 @@ class Container:
 
 
 def cleanup_label() -> None:
-    """Remove every container and volume this run made (by label and name)."""
+    """Remove every container, network and volume this run made (by label)."""
     ids = sh("docker", "ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
     if ids:
         sh("docker", "rm", "-f", "-v", *ids, check=False, timeout=120)
+    nets = sh("docker", "network", "ls", "-q", "--filter", f"label={LABEL}",
+              check=False).stdout.split()
+    if nets:
+        sh("docker", "network", "rm", *nets, check=False, timeout=60)
     vols = sh("docker", "volume", "ls", "-q", "--filter", f"label={LABEL}",
               check=False).stdout.split()
     if vols:
@@ -240,6 +270,59 @@ def image(tmp_path_factory) -> str:
             sh("docker", "rmi", "-f", tag, check=False, timeout=120)
 
 
+@pytest.fixture(scope="module")
+def kcat_image(image, tmp_path_factory) -> str:
+    """A kcat client image (the runtime base plus Debian's kcat) for clients inside
+    a Docker network; built once and kept, like the base images."""
+    if sh("docker", "image", "inspect", KCAT_IMAGE, check=False).returncode != 0:
+        work = tmp_path_factory.mktemp("kcatimage")
+        (work / "Dockerfile").write_text(
+            f"FROM {RUNTIME_BASE}\n"
+            "RUN apt-get update \\\n"
+            " && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kcat \\\n"
+            " && rm -rf /var/lib/apt/lists/*\n")
+        run_logged(["docker", "build", "-t", KCAT_IMAGE, work], work / "build.log", 600)
+    return KCAT_IMAGE
+
+
+def net_kcat(kcat_image: str, network: str, *args, input: bytes | None = None,
+             timeout: float = 60) -> bytes:
+    """kcat in a throwaway container on `network` (stdin passed through)."""
+    return sh("docker", "run", "--rm", "-i", "--label", LABEL, "--network", network, kcat_image,
+              "kcat", *args, input=input or b"", timeout=timeout).stdout
+
+
+def net_metadata(kcat_image: str, network: str, bootstrap: str) -> dict[int, str]:
+    """Brokers of the metadata a client inside `network` gets: {id: "host:port"}."""
+    md = json.loads(net_kcat(kcat_image, network, "-b", bootstrap, "-L", "-J"))
+    return {b["id"]: b["name"] for b in md["brokers"]}
+
+
+@pytest.fixture
+def network() -> str:
+    name = f"fluxo-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"
+    sh("docker", "network", "create", "--label", LABEL, name)
+    yield name
+    sh("docker", "network", "rm", name, check=False, timeout=60)
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(body: str, name: str, **labels) -> float | None:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    prefix = f"{name}{{{want}}} " if want else f"{name} "
+    for line in body.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return None
+
+
 @pytest.fixture
 def volume() -> str:
     name = f"fluxo-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"
@@ -266,13 +349,14 @@ def containers(request):
 def test_image_settings(image):
     cfg = json.loads(sh("docker", "image", "inspect", "-f", "{{json .Config}}", image).stdout)
     assert cfg["User"] == "fluxo:fluxo"
-    assert "9092/tcp" in cfg["ExposedPorts"]
+    assert {"9092/tcp", "9644/tcp"} <= set(cfg["ExposedPorts"])
     assert "/var/lib/fluxo" in cfg["Volumes"]
     assert cfg["Entrypoint"] == ["/usr/local/bin/fluxo"]
     env = dict(e.split("=", 1) for e in cfg["Env"])
     assert env["FLUXO_DATA_DIR"] == "/var/lib/fluxo"
     assert env["FLUXO_LISTENER"] == "0.0.0.0:9092"
-    assert cfg["Healthcheck"]["Test"][:2] == ["CMD", "bash"]
+    assert env["FLUXO_METRICS_LISTENER"] == "0.0.0.0:9644"
+    assert cfg["Healthcheck"]["Test"] == ["CMD", "/usr/local/bin/fluxo", "healthcheck"]
 
     out = sh("docker", "run", "--rm", "--label", LABEL, image, "--version").stdout.decode()
     assert out.startswith("fluxo "), out
@@ -282,6 +366,9 @@ def test_image_settings(image):
     r = sh("docker", "run", "--rm", "--label", LABEL, "-e", "FLUXO_NUM_PARTITIONS=zero", image,
            check=False)
     assert r.returncode == 2, (r.returncode, r.stderr)
+    # the health probe without a broker: unhealthy (1; Docker reserves 2)
+    r = sh("docker", "run", "--rm", "--label", LABEL, image, "healthcheck", check=False)
+    assert r.returncode == 1 and r.stdout.startswith(b"unhealthy: GET http://127.0.0.1:9644/health"), r
 
 
 def _kcat_produce_binary(bootstrap: str, topic: str, work: Path) -> list[bytes]:
@@ -345,16 +432,38 @@ def _snapshot(bootstrap: str, topic: str, partitions: int, n: int):
             for p, recs in got.items()}
 
 
-def test_run_restart_and_replace_keep_data(image, volume, containers, tmp_path):
-    port = free_port()
-    c = Container(image, volume, port)
+def test_run_restart_and_replace_keep_data(image, kcat_image, volume, network, containers, tmp_path):
+    port, mport = free_port(), free_port()
+    alias = f"fluxo-{RUN_ID}"
+    c = Container(image, volume, port, network=network, alias=alias, metrics_port=mport)
     containers.append(c)
-    c.run().wait_healthy()
+    c.run().wait_healthy()   # docker inspect: State.Health.Status == "healthy"
     bs = c.bootstrap
 
-    # metadata advertises the published address, not the container's
+    # the health probe is `fluxo healthcheck` on /health; it fails where nothing answers
+    st = c.state()["Health"]
+    assert st["Log"] and st["Log"][-1]["ExitCode"] == 0, st
+    assert st["Log"][-1]["Output"].startswith("healthy: GET http://127.0.0.1:9644/health: 200"), st
+    assert http_get(f"http://127.0.0.1:{mport}/health") == (200, "ok\n")
+    r = sh("docker", "exec", "-e", "FLUXO_METRICS_LISTENER=127.0.0.1:1", c.name,
+           "/usr/local/bin/fluxo", "healthcheck", check=False)
+    assert r.returncode == 1 and r.stdout.startswith(b"unhealthy: "), r
+
+    # metadata advertises the listener the client came in on: the published
+    # address from the host, the network alias inside the Docker network
     md = admin_client(bs).list_topics(timeout=15)
     assert {b.id: (b.host, b.port) for b in md.brokers.values()} == {1: ("127.0.0.1", port)}
+    assert net_metadata(kcat_image, network, c.internal_bootstrap) == {1: c.internal_bootstrap}
+
+    # a client on the network produces through the internal listener; the host reads it
+    tin = unique_topic("dockint")
+    net_kcat(kcat_image, network, "-b", c.internal_bootstrap, "-P", "-t", tin, "-K", ":",
+             input=b"".join(f"i{i}:internal {i}\n".encode() for i in range(5)))
+    assert _kcat_consume(bs, tin) == [(i, f"i{i}", f"internal {i}") for i in range(5)]
+    us = "\x1f"
+    out = net_kcat(kcat_image, network, "-b", c.internal_bootstrap, "-C", "-t", tin, "-p", "0",
+                   "-o", "0", "-e", "-q", "-f", f"%o{us}%k{us}%s\n").decode()
+    assert out.splitlines() == [f"{i}{us}i{i}{us}internal {i}" for i in range(5)]
 
     # confluent-kafka: 3 partitions, keys/values/headers incl. binary, null and empty
     t1 = unique_topic("dock")
@@ -400,7 +509,7 @@ def test_run_restart_and_replace_keep_data(image, volume, containers, tmp_path):
     assert c.stop() == 0, c.logs()
 
     # a new container on the same volume sees the same bytes
-    c2 = Container(image, volume, port)
+    c2 = Container(image, volume, port, network=network, alias=alias)
     containers.append(c2)
     c.remove()
     c2.run().wait_healthy()
@@ -426,15 +535,16 @@ def _compose_cmd() -> list[str] | None:
     return None
 
 
-def test_compose_up_produce_restart_down(image, tmp_path):
+def test_compose_up_produce_restart_down(image, kcat_image, tmp_path):
     compose = _compose_cmd()
     if compose is None:
         pytest.skip("neither `docker compose` nor docker-compose is installed")
-    port = free_port()
+    port, mport = free_port(), free_port()
     project = f"fluxotest{RUN_ID}"
+    network = f"{project}_default"   # compose's default network of the project
     vol = f"fluxo-test-{RUN_ID}-compose"
     env = {"FLUXO_IMAGE": image, "FLUXO_PORT": str(port), "FLUXO_VOLUME": vol,
-           "FLUXO_ADVERTISED_HOST": "127.0.0.1"}
+           "FLUXO_ADVERTISED_HOST": "127.0.0.1", "FLUXO_METRICS_PORT": str(mport)}
     base = [*compose, "-f", DOCKER_DIR / "compose.yaml", "-p", project]
     try:
         sh(*base, "up", "-d", "--no-build", env=env, timeout=180)
@@ -448,6 +558,17 @@ def test_compose_up_produce_restart_down(image, tmp_path):
         kcat("-b", bs, "-P", "-t", topic, "-K", ":", input="\n".join(lines).encode() + b"\n")
         want = [(i, f"c{i}", f"compose record {i}") for i in range(10)]
         assert _kcat_consume(bs, topic) == want
+        # the internal listener: the service name on the compose network
+        assert net_metadata(kcat_image, network, "fluxo:29092") == {1: "fluxo:29092"}
+        net_kcat(kcat_image, network, "-b", "fluxo:29092", "-P", "-t", topic, "-K", ":",
+                 input=b"c10:from the network\n")
+        want.append((10, "c10", "from the network"))
+        assert _kcat_consume(bs, topic) == want
+        # the published metrics port
+        assert http_get(f"http://127.0.0.1:{mport}/health") == (200, "ok\n")
+        status, body = http_get(f"http://127.0.0.1:{mport}/metrics")
+        assert status == 200
+        assert metric(body, "fluxo_partition_high_watermark", topic=topic, partition=0) == 11
         sh(*base, "restart", env=env, timeout=120)
         c.wait_healthy(timeout=90)
         assert _kcat_consume(bs, topic) == want
