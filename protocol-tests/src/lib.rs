@@ -232,6 +232,7 @@ impl BrokerProcess {
             if attempt > 0 {
                 self.port = free_port();
             }
+            let listening_before = self.listening_lines();
             let log = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -262,7 +263,7 @@ impl BrokerProcess {
                 cmd.spawn()
                     .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display())),
             );
-            match self.wait_ready() {
+            match self.wait_ready(listening_before) {
                 Ok(()) => return,
                 Err(e) => last_error = e,
             }
@@ -273,15 +274,25 @@ impl BrokerProcess {
         );
     }
 
+    /// How many "listening" lines (one per bound listener) the broker log holds.
+    fn listening_lines(&self) -> usize {
+        std::fs::read_to_string(self.log_path())
+            .map(|log| log.lines().filter(|l| l.contains("listening")).count())
+            .unwrap_or(0)
+    }
+
     /// Polls until the broker accepts TCP connections; Err if it exits or the deadline passes.
-    fn wait_ready(&mut self) -> Result<(), String> {
+    fn wait_ready(&mut self, listening_before: usize) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
                 return Err(format!("broker exited during startup: {status}"));
             }
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
+            // Our broker logs "listening" once it has bound the port; connecting alone
+            // could reach another test's broker that took the same port first.
+            let bound = self.listening_lines() > listening_before;
+            if bound && TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
