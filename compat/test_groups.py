@@ -109,6 +109,22 @@ def check_split_and_resume(run_round, bootstrap: str, topic: str, group: str):
     assert committed(bootstrap, group, topic) == {p: 50 for p in range(PARTITIONS)}, "round 2 commits"
 
 
+def run_in_threads(members, run, done, stop: threading.Event, errors: list):
+    """Runs `run(member)` in a thread per member until `done()`, then stops them;
+    fails with the members' errors, if any."""
+    threads = [threading.Thread(target=run, args=(m,)) for m in members]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(done, 40, "both members to consume the records")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors
+    return members
+
+
 # --------------------------------------------------------------------------- confluent-kafka
 
 @pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
@@ -153,17 +169,7 @@ def test_confluent_kafka_group_splits_commits_and_resumes(broker, new_topic, str
             finally:
                 c.close()
 
-        threads = [threading.Thread(target=run, args=(m,)) for m in members]
-        for t in threads:
-            t.start()
-        try:
-            wait_until(lambda: done(members), 40, "both members to consume the records")
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(30)
-        assert not errors, errors
-        return members
+        return run_in_threads(members, run, lambda: done(members), stop, errors)
 
     check_split_and_resume(run_round, broker.bootstrap, topic, group)
 
@@ -258,17 +264,7 @@ def test_kafka_python_group_splits_commits_and_resumes(broker, new_topic):
             finally:
                 c.close()
 
-        threads = [threading.Thread(target=run, args=(m,)) for m in members]
-        for t in threads:
-            t.start()
-        try:
-            wait_until(lambda: done(members), 40, "both members to consume the records")
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(30)
-        assert not errors, errors
-        return members
+        return run_in_threads(members, run, lambda: done(members), stop, errors)
 
     check_split_and_resume(run_round, broker.bootstrap, topic, group)
 

@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::coordinator::FetchedOffsets;
+use crate::storage::group_store::StoredOffset;
 use crate::error::GroupError;
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
@@ -63,6 +64,14 @@ fn single_group(result: Result<FetchedOffsets, GroupError>, wanted: Wanted, vers
     }
 }
 
+/// Offset, leader epoch and metadata as a response reports them (-1, -1, "" when none).
+fn committed_fields(offset: Option<StoredOffset>) -> (i64, i32, String) {
+    match offset {
+        Some(o) => (o.offset, o.leader_epoch, o.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
+
 fn topics_v1(fetched: FetchedOffsets, version: i16, error: i16) -> Vec<OffsetFetchResponseTopic> {
     fetched
         .into_iter()
@@ -70,10 +79,7 @@ fn topics_v1(fetched: FetchedOffsets, version: i16, error: i16) -> Vec<OffsetFet
             let partitions = partitions
                 .into_iter()
                 .map(|(p, offset)| {
-                    let (committed, epoch, metadata) = match offset {
-                        Some(o) => (o.offset, o.leader_epoch, o.metadata),
-                        None => (-1, -1, String::new()),
-                    };
+                    let (committed, epoch, metadata) = committed_fields(offset);
                     let partition = OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
                         .with_committed_offset(committed)
@@ -98,10 +104,7 @@ fn topics_v8(fetched: FetchedOffsets) -> Vec<OffsetFetchResponseTopics> {
             let partitions = partitions
                 .into_iter()
                 .map(|(p, offset)| {
-                    let (committed, epoch, metadata) = match offset {
-                        Some(o) => (o.offset, o.leader_epoch, o.metadata),
-                        None => (-1, -1, String::new()),
-                    };
+                    let (committed, epoch, metadata) = committed_fields(offset);
                     OffsetFetchResponsePartitions::default()
                         .with_partition_index(p)
                         .with_committed_offset(committed)
