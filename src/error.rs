@@ -59,6 +59,9 @@ pub enum StorageError {
         /// The epoch the batch carried.
         got: i16,
     },
+    /// Records without a key were sent to a compacted topic (their indexes in the batch).
+    #[error("compacted topic cannot accept records without key ({} such record(s))", .0.len())]
+    KeylessRecordsInCompactedTopic(Vec<i32>),
     /// A record batch is larger than the topic allows.
     #[error("record batch of {0} bytes is too large")]
     RecordTooLarge(usize),
@@ -101,6 +104,7 @@ impl StorageError {
             StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             StorageError::RecordTooLarge(_) => ResponseError::MessageTooLarge,
+            StorageError::KeylessRecordsInCompactedTopic(_) => ResponseError::InvalidRecord,
             StorageError::ShuttingDown => ResponseError::NotLeaderOrFollower,
         }
     }

@@ -64,10 +64,14 @@ pub mod code {
     pub const INVALID_PARTITIONS: i16 = 37;
     /// INVALID_REPLICATION_FACTOR.
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    /// INVALID_CONFIG.
+    pub const INVALID_CONFIG: i16 = 40;
     /// INVALID_REQUEST.
     pub const INVALID_REQUEST: i16 = 42;
     /// OUT_OF_ORDER_SEQUENCE_NUMBER.
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    /// INVALID_RECORD.
+    pub const INVALID_RECORD: i16 = 87;
     /// UNKNOWN_TOPIC_ID.
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
@@ -94,6 +98,7 @@ pub const ADVERTISED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::ConsumerGroupHeartbeat, 0, 0),

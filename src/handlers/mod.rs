@@ -15,6 +15,7 @@ mod describe_configs;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -65,6 +66,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 0),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// The supported version range of an API, if it is implemented.
@@ -158,6 +160,7 @@ pub fn dispatch(
         ApiKey::OffsetDelete => route!(offset_delete::handle),
         ApiKey::ConsumerGroupHeartbeat => route_client!(consumer_group_heartbeat::handle),
         ApiKey::ConsumerGroupDescribe => route!(consumer_group_describe::handle),
+        ApiKey::IncrementalAlterConfigs => route!(incremental_alter_configs::handle),
         other => return Err(ConnectionError::UnsupportedVersion { api_key: other as i16, version }),
     })
 }

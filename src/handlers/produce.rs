@@ -7,8 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 
 use super::admin::error_message;
 use crate::broker::Broker;
@@ -60,7 +63,23 @@ pub fn handle(
                 Err(Some(e)) => {
                     broker.metrics.errors.get_or_create(&Metrics::api(ApiKey::Produce)).inc();
                     tracing::debug!(topic = %name.0, partition = index, error = %e, "produce rejected");
-                    failed(index, e.code(), error_message(&e), version)
+                    let failure = failed(index, e.code(), error_message(&e), version);
+                    match &e {
+                        // Record errors exist from v8; the client fails those records with the
+                        // error and the rest of the batch with INVALID_DIFFERENT_RECORD.
+                        StorageError::KeylessRecordsInCompactedTopic(indexes) if version >= 8 => failure
+                            .with_record_errors(
+                                indexes
+                                    .iter()
+                                    .map(|&i| {
+                                        BatchIndexAndErrorMessage::default().with_batch_index(i).with_batch_index_error_message(
+                                            Some(StrBytes::from_static_str("Compacted topic cannot accept message without key")),
+                                        )
+                                    })
+                                    .collect(),
+                            ),
+                        _ => failure,
+                    }
                 }
                 Err(None) => failed(index, ResponseError::InvalidRequiredAcks.code(), None, version),
             });
@@ -95,6 +114,19 @@ fn append(broker: &Broker, topic: &Arc<Topic>, data: PartitionProduceData, defer
     let mut batches = batch::split_and_validate(records)?;
     if let Some((_, too_big)) = batches.iter().find(|(_, b)| b.len() > max_bytes) {
         return Err(StorageError::RecordTooLarge(too_big.len()));
+    }
+    if topic.config("cleanup.policy").is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")) {
+        // Compaction keeps the last record per key, so a record without one is refused, as
+        // Kafka does, with its index. A compressed batch is not decompressed to check.
+        let mut keyless = Vec::new();
+        let mut first = 0;
+        for (header, bytes) in &batches {
+            keyless.extend(batch::keyless_records(bytes).unwrap_or_default().into_iter().map(|i| first + i));
+            first += header.record_count;
+        }
+        if !keyless.is_empty() {
+            return Err(StorageError::KeylessRecordsInCompactedTopic(keyless));
+        }
     }
     let mut append_time = -1;
     if topic.config("message.timestamp.type") == Some("LogAppendTime") {

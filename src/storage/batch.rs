@@ -226,6 +226,33 @@ pub fn record_timestamps(stored: &[u8]) -> Option<Vec<(i64, i64)>> {
     Some(out)
 }
 
+/// Indexes (within the batch) of the records of an uncompressed batch that have no key,
+/// or None if the batch is compressed or its records cannot be walked.
+pub fn keyless_records(stored: &[u8]) -> Option<Vec<i32>> {
+    let header = BatchHeader::parse(stored).ok()?;
+    if header.compression() != 0 {
+        return None;
+    }
+    let mut pos = HEADER_LEN;
+    let end = header.total_len().min(stored.len());
+    let mut out = Vec::new();
+    for index in 0..header.record_count {
+        let (len, n) = read_varint(stored.get(pos..end)?)?;
+        let body_start = pos + n;
+        let mut p = body_start + 1; // attributes byte
+        let (_, n) = read_varlong(stored.get(p..end)?)?; // timestamp delta
+        p += n;
+        let (_, n) = read_varint(stored.get(p..end)?)?; // offset delta
+        p += n;
+        let (key_len, _) = read_varint(stored.get(p..end)?)?;
+        if key_len < 0 {
+            out.push(index);
+        }
+        pos = body_start + usize::try_from(len).ok()?;
+    }
+    Some(out)
+}
+
 fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
     let mut value: u64 = 0;
     for (i, byte) in buf.iter().enumerate().take(10) {
@@ -312,6 +339,14 @@ pub(crate) mod tests {
         let parts = split_and_validate(both.freeze()).unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[1].0.record_count, 1);
+    }
+
+    #[test]
+    fn keyless_records_are_found() {
+        assert_eq!(keyless_records(&sample_batch(3, -1, -1)), Some(vec![0, 1, 2]));
+        let mut compressed = sample_batch(1, -1, -1);
+        compressed[22] = 1; // attributes: gzip
+        assert_eq!(keyless_records(&compressed), None);
     }
 
     #[test]

@@ -62,6 +62,11 @@ pub fn type_of(key: &str) -> i8 {
     }
 }
 
+/// True when the key holds a comma-separated list (APPEND/SUBTRACT apply to it).
+pub fn is_list(key: &str) -> bool {
+    matches!(TOPIC_CONFIGS.iter().find(|(k, _, _)| *k == key), Some((_, _, Kind::List(_))))
+}
+
 /// All topic config keys in name order.
 pub fn keys() -> impl Iterator<Item = &'static str> {
     TOPIC_CONFIGS.iter().map(|(k, _, _)| *k)

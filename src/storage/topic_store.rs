@@ -186,6 +186,27 @@ impl TopicStore {
         Ok(())
     }
 
+    /// Replaces a topic's config overrides with `configs` (validated first). The new
+    /// configs apply to every request that looks the topic up afterwards.
+    pub fn alter_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), StorageError> {
+        let _admin = self.admin.lock();
+        let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        topic_config::validate_all(&configs)?;
+        if validate_only {
+            return Ok(());
+        }
+        let altered = Arc::new(Topic { name: topic.name.clone(), id: topic.id, configs, partitions: topic.partitions.clone() });
+        self.persist(&altered)?;
+        self.topics.write().insert(altered.name.clone(), altered);
+        tracing::info!(topic = name, "topic configs altered");
+        Ok(())
+    }
+
     /// Deletes a topic: its record, partition metadata, producer state and column families.
     pub fn delete(&self, name: &str) -> Result<Arc<Topic>, StorageError> {
         let _admin = self.admin.lock();
@@ -335,6 +356,27 @@ mod tests {
         assert_eq!(again.partition(0).unwrap().offsets().log_end, 0);
         assert!(matches!(topics.create("gone", 1, BTreeMap::new()), Err(StorageError::TopicAlreadyExists)));
         assert!(matches!(validate_name("bad/name"), Err(StorageError::InvalidTopic(_))));
+    }
+
+    #[test]
+    fn altered_configs_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_s, topics) = open(dir.path());
+            topics.create("conf", 1, BTreeMap::new()).unwrap();
+            let set = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+            topics.alter_configs("conf", set.clone(), true).unwrap();
+            assert_eq!(topics.get("conf").unwrap().config("cleanup.policy"), Some("delete"), "validate only");
+            topics.alter_configs("conf", set, false).unwrap();
+            let bad = BTreeMap::from([("retention.ms".to_string(), "soon".to_string())]);
+            assert!(matches!(topics.alter_configs("conf", bad, false), Err(StorageError::InvalidConfig(_))));
+            assert!(matches!(
+                topics.alter_configs("nope", BTreeMap::new(), false),
+                Err(StorageError::UnknownTopicOrPartition)
+            ));
+        }
+        let (_s, topics) = open(dir.path());
+        assert_eq!(topics.get("conf").unwrap().config("cleanup.policy"), Some("compact"));
     }
 
     #[test]
