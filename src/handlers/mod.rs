@@ -8,6 +8,7 @@ mod consumer_group_describe;
 mod consumer_group_heartbeat;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_groups;
 mod describe_cluster;
@@ -67,6 +68,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupHeartbeat, 0, 0),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The supported version range of an API, if it is implemented.
@@ -161,6 +163,7 @@ pub fn dispatch(
         ApiKey::ConsumerGroupHeartbeat => route_client!(consumer_group_heartbeat::handle),
         ApiKey::ConsumerGroupDescribe => route!(consumer_group_describe::handle),
         ApiKey::IncrementalAlterConfigs => route!(incremental_alter_configs::handle),
+        ApiKey::DeleteRecords => route!(delete_records::handle),
         other => return Err(ConnectionError::UnsupportedVersion { api_key: other as i16, version }),
     })
 }

@@ -276,6 +276,41 @@ impl PartitionLog {
         })
     }
 
+    /// Moves the log start offset to `before` (-1: the high watermark), deleting every
+    /// batch that lies wholly below it; a batch that straddles it stays (fetches below the
+    /// new log start are out of range). Returns the new log start offset (the low watermark).
+    /// An offset below the current log start changes nothing; one above the high watermark
+    /// is out of range.
+    pub fn delete_records(&self, before: i64) -> Result<i64, StorageError> {
+        let db = self.store.db();
+        let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        let mut state = self.state.lock();
+        let high_watermark = *self.high_watermark.borrow();
+        let target = if before == -1 { high_watermark } else { before };
+        if target < 0 || target > high_watermark {
+            return Err(StorageError::OffsetOutOfRange);
+        }
+        if target <= state.log_start {
+            return Ok(state.log_start);
+        }
+        // Keep the batch containing `target`, if any.
+        let mut iter = db.raw_iterator_cf(&cf);
+        iter.seek_for_prev(keys::offset_key(target));
+        let keep_from = match iter.value() {
+            Some(v) if batch::offsets_of(v).1 >= target => batch::offsets_of(v).0,
+            _ => target,
+        };
+        iter.status()?;
+        drop(iter);
+        let mut write = WriteBatch::default();
+        write.delete_range_cf(&cf, keys::offset_key(0), keys::offset_key(keep_from));
+        write.put_cf(&meta, keys::partition_meta(self.topic_id, self.partition), meta_value(target, state.log_end, state.leader_epoch));
+        db.write(write)?;
+        state.log_start = target;
+        Ok(target)
+    }
+
     /// Moves the high watermark forward to `offset` (never backwards) and wakes fetchers.
     pub fn advance_high_watermark(&self, offset: i64) {
         self.high_watermark.send_if_modified(|hw| {
@@ -339,18 +374,20 @@ impl PartitionLog {
     /// The first offset whose record timestamp is >= `timestamp`, with that
     /// timestamp; None when every record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        let log_start = self.offsets().log_start;
         let mut found = None;
         self.scan_batches(|stored, header| {
-            if header.max_timestamp < timestamp {
+            if header.max_timestamp < timestamp || header.last_offset() < log_start {
                 return true;
             }
-            found = Some(match batch::record_timestamps(stored) {
-                Some(records) => records
-                    .into_iter()
-                    .find(|(_, ts)| *ts >= timestamp)
-                    .unwrap_or((header.base_offset, header.max_timestamp)),
-                None => (header.base_offset, header.max_timestamp),
-            });
+            match batch::record_timestamps(stored) {
+                Some(records) => match records.into_iter().find(|(o, ts)| *o >= log_start && *ts >= timestamp) {
+                    Some(hit) => found = Some(hit),
+                    // Only records below the log start matched: look further.
+                    None => return true,
+                },
+                None => found = Some((header.base_offset.max(log_start), header.max_timestamp)),
+            }
             false
         })?;
         Ok(found)

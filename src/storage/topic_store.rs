@@ -380,6 +380,37 @@ mod tests {
     }
 
     #[test]
+    fn deleted_records_move_the_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_s, topics) = open(dir.path());
+            let t = topics.create("dr", 1, BTreeMap::new()).unwrap();
+            let log = t.partition(0).unwrap();
+            for _ in 0..3 {
+                log.append(split_and_validate(sample_batch(3, -1, -1).freeze()).unwrap(), false).unwrap();
+            }
+            assert!(matches!(log.delete_records(10), Err(StorageError::OffsetOutOfRange)));
+            assert!(matches!(log.delete_records(-2), Err(StorageError::OffsetOutOfRange)));
+            assert_eq!(log.delete_records(4).unwrap(), 4, "mid-batch: the batch 3..=5 stays");
+            assert_eq!(log.delete_records(2).unwrap(), 4, "never backwards");
+            assert!(matches!(log.read(3, 1 << 20, true), Err(StorageError::OffsetOutOfRange)));
+            let read = log.read(4, 1 << 20, true).unwrap();
+            assert_eq!((read.log_start_offset, batch::offsets_of(&read.records)), (4, (3, 5)));
+            assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((4, 1001)), "below the log start is skipped");
+        }
+        {
+            let (_s, topics) = open(dir.path());
+            let log = topics.get("dr").unwrap().partition(0).unwrap().clone();
+            assert_eq!((log.offsets().log_start, log.offsets().log_end), (4, 9), "after restart");
+            assert_eq!(log.delete_records(-1).unwrap(), 9, "-1: up to the high watermark");
+            assert_eq!(log.read(9, 1 << 20, true).unwrap().batches, 0);
+        }
+        let (_s, topics) = open(dir.path());
+        let log = topics.get("dr").unwrap().partition(0).unwrap().clone();
+        assert_eq!((log.offsets().log_start, log.offsets().log_end), (9, 9), "empty log after restart");
+    }
+
+    #[test]
     fn timestamps_are_found() {
         let dir = tempfile::tempdir().unwrap();
         let (_s, topics) = open(dir.path());
