@@ -7,13 +7,10 @@ use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsRes
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::admin::error_message;
+use super::admin::{alterable_topic, duplicate_resources, error_message};
 use crate::broker::Broker;
 use crate::error::StorageError;
 use crate::storage::topic_config;
-
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -26,13 +23,7 @@ pub async fn handle(
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let mut seen = HashSet::new();
-    let duplicates: HashSet<(i8, String)> = request
-        .resources
-        .iter()
-        .map(|r| (r.resource_type, r.resource_name.to_string()))
-        .filter(|k| !seen.insert(k.clone()))
-        .collect();
+    let duplicates = duplicate_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
     let responses = request
         .resources
         .into_iter()
@@ -55,14 +46,7 @@ pub async fn handle(
 }
 
 fn alter(broker: &Broker, r: AlterConfigsResource, validate_only: bool) -> Result<(), StorageError> {
-    match r.resource_type {
-        RESOURCE_TOPIC => {}
-        RESOURCE_BROKER => {
-            return Err(StorageError::InvalidConfig("broker configs are static: set them in the config file".into()))
-        }
-        other => return Err(StorageError::InvalidRequest(format!("unsupported resource type {other}"))),
-    }
-    let topic = broker.topics.get(r.resource_name.as_str()).ok_or(StorageError::UnknownTopicOrPartition)?;
+    let topic = alterable_topic(broker, r.resource_type, r.resource_name.as_str())?;
     let mut configs = topic.configs.clone();
     apply(&mut configs, &r)?;
     broker.topics.alter_configs(&topic.name, configs, validate_only)
@@ -118,6 +102,7 @@ fn apply(configs: &mut BTreeMap<String, String>, r: &AlterConfigsResource) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::admin::RESOURCE_TOPIC;
     use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
     use kafka_protocol::protocol::StrBytes;
 

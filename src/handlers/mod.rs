@@ -2,6 +2,7 @@
 //! (broker, decoded request, version) to the decoded response.
 
 mod admin;
+mod alter_configs;
 pub mod api_versions;
 mod create_partitions;
 mod consumer_group_describe;
@@ -69,6 +70,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::AlterConfigs, 0, 2),
 ];
 
 /// The supported version range of an API, if it is implemented.
@@ -164,6 +166,7 @@ pub fn dispatch(
         ApiKey::ConsumerGroupDescribe => route!(consumer_group_describe::handle),
         ApiKey::IncrementalAlterConfigs => route!(incremental_alter_configs::handle),
         ApiKey::DeleteRecords => route!(delete_records::handle),
+        ApiKey::AlterConfigs => route!(alter_configs::handle),
         other => return Err(ConnectionError::UnsupportedVersion { api_key: other as i16, version }),
     })
 }

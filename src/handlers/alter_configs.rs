@@ -1,0 +1,50 @@
+//! AlterConfigs (the legacy, non-incremental form): replace all of a topic's config
+//! overrides with the given set.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+
+use super::admin::{alterable_topic, duplicate_resources, error_message};
+use crate::broker::Broker;
+use crate::error::StorageError;
+
+/// Replaces each resource's overrides; resources named twice in one request are refused.
+pub async fn handle(broker: Arc<Broker>, request: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
+    let duplicates = duplicate_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|r| {
+            let base = AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let outcome = if duplicates.contains(&(r.resource_type, r.resource_name.to_string())) {
+                Err(StorageError::InvalidRequest(format!("resource {} is named more than once", r.resource_name.as_str())))
+            } else {
+                replace(&broker, r, request.validate_only)
+            };
+            match outcome {
+                Ok(()) => base,
+                Err(e) => base.with_error_code(e.code()).with_error_message(error_message(&e)),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+fn replace(broker: &Broker, r: AlterConfigsResource, validate_only: bool) -> Result<(), StorageError> {
+    let topic = alterable_topic(broker, r.resource_type, r.resource_name.as_str())?;
+    let mut configs = BTreeMap::new();
+    for c in r.configs {
+        let key = c.name.to_string();
+        let value = c.value.ok_or_else(|| StorageError::InvalidConfig(format!("null value for {key}")))?;
+        if configs.insert(key.clone(), value.to_string()).is_some() {
+            return Err(StorageError::InvalidRequest(format!("config {key} is named more than once")));
+        }
+    }
+    broker.topics.alter_configs(&topic.name, configs, validate_only)
+}
