@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 static ALLOCATOR: fluxo::alloc::BrokerAllocator = fluxo::alloc::BrokerAllocator;
 
 fn main() -> ExitCode {
-    fluxo::alloc::tune_system_allocator();
     let mut cli = Cli::parse();
     let command = cli.command.take();
     let config = match Config::load(cli) {
