@@ -24,6 +24,12 @@ use crate::protocol::{self, Request};
 /// Requests a client may have in flight on one connection before we stop reading.
 const MAX_IN_FLIGHT: usize = 64;
 
+/// Request bytes a connection may hold in flight before we stop reading (one
+/// request always may). Without it a producer pipelining 1 MB requests parks up
+/// to 64 MB in the broker per connection, and ten of them dominate its memory;
+/// past this much data in flight, more pipelining adds no throughput.
+const MAX_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Serves one connection until the client closes it, it breaks the protocol, or
 /// the broker shuts down (then in-flight requests are answered first).
 ///
@@ -46,18 +52,21 @@ pub async fn serve(
     let (reader, mut writer) = socket.into_split();
     let mut frames = FramedRead::with_capacity(reader, protocol::codec(broker.config.max_frame_bytes), 64 * 1024);
     let mut in_flight = FuturesOrdered::new();
-    // Whether each in-flight request is a produce, oldest first.
-    let mut kinds: VecDeque<bool> = VecDeque::new();
+    // Whether each in-flight request is a produce, and its size, oldest first.
+    let mut kinds: VecDeque<(bool, usize)> = VecDeque::new();
+    let mut in_flight_bytes = 0usize;
     let mut waiting: Option<Request> = None;
     let mut reading = true;
     loop {
         if let Some(request) = waiting.take() {
             let is_produce = request.api_key == ApiKey::Produce;
-            if kinds.is_empty() || (is_produce && kinds.iter().all(|p| *p)) {
+            let size = request.body.len();
+            if kinds.is_empty() || (is_produce && kinds.iter().all(|(p, _)| *p)) {
                 match start(&broker, &endpoint, request) {
                     Ok(reply) => {
                         in_flight.push_back(reply);
-                        kinds.push_back(is_produce);
+                        kinds.push_back((is_produce, size));
+                        in_flight_bytes += size;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "closing connection");
@@ -68,10 +77,15 @@ pub async fn serve(
                 waiting = Some(request);
             }
         }
-        let can_read = reading && waiting.is_none() && in_flight.len() < MAX_IN_FLIGHT;
+        let can_read = reading
+            && waiting.is_none()
+            && in_flight.len() < MAX_IN_FLIGHT
+            && in_flight_bytes < MAX_IN_FLIGHT_BYTES;
         tokio::select! {
             Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
-                kinds.pop_front();
+                if let Some((_, size)) = kinds.pop_front() {
+                    in_flight_bytes -= size;
+                }
                 match reply {
                     Ok(Some(frame)) => {
                         if let Err(e) = writer.write_all(&frame).await {
