@@ -5,7 +5,8 @@
   latency.py consume  --broker H:P --topics a,b --partitions 6 --duration 15
 
 The producer sends --rate messages/s, paced in 5 ms ticks (no busy loop), acks=all,
-linger.ms=5; each value starts with the send time (time.time_ns()) so the consumer can compute
+linger.ms=0 (--linger; a lingering client adds its own wait, up to linger.ms, to every
+message's latency, which would hide the broker's); each value starts with the send time (time.time_ns()) so the consumer can compute
 end-to-end latency on the same clock. The producer reports produce->ack latency (delivery report),
 the consumer send->receive latency; both print one JSON object on stdout.
 The consumer assigns every partition from offset 0 (topics are fresh) and prints "READY" on
@@ -132,7 +133,7 @@ def main():
     ap.add_argument("--topics", required=True)
     ap.add_argument("--rate", type=float, default=10000)
     ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--linger", type=int, default=5)
+    ap.add_argument("--linger", type=int, default=0)
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--fetch-wait-max", type=int, default=500,
