@@ -84,6 +84,11 @@ def test_counters_match_what_was_produced_and_consumed(metrics_broker):
         assert counter(s, "fluxo_partition_high_watermark", topic=topic, partition=p) == per_partition[p]
         assert counter(s, "fluxo_partition_log_start_offset", topic=topic, partition=p) == 0
     assert counter(s, "fluxo_connections") >= 0
+    # Memory: the records just written sit in memtables (no flush yet at this size);
+    # the allocator's resident pages cover what it has allocated.
+    assert counter(s, "fluxo_storage_memtable_bytes") > 0
+    assert counter(s, "fluxo_storage_block_cache_bytes") > 0
+    assert 0 < counter(s, "fluxo_allocator_allocated_bytes") <= counter(s, "fluxo_allocator_resident_bytes")
 
     got = consume_all(b.bootstrap, topic, PARTITIONS, expected_total=N)
     assert sum(len(v) for v in got.values()) == N

@@ -24,7 +24,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
 }
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    let body = broker.metrics.render(&broker.topics, &broker.groups);
+    let body = broker.metrics.render(&broker.store, &broker.topics, &broker.groups);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
 

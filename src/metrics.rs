@@ -12,7 +12,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::coordinator::GroupCoordinator;
-use crate::storage::TopicStore;
+use crate::storage::{Store, TopicStore};
 
 /// Labels of per-API metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,7 +120,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric, partitions and groups included.
-    pub fn render(&self, topics: &TopicStore, groups: &GroupCoordinator) -> String {
+    pub fn render(&self, store: &Store, topics: &TopicStore, groups: &GroupCoordinator) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         // Partition gauges are read from the logs at scrape time; `encode` of a
@@ -162,7 +162,33 @@ impl Metrics {
         }
         partitions.register("fluxo_group_committed_offset", "Offset a consumer group committed for the partition", committed);
         partitions.register("fluxo_group_lag", "High watermark minus the group's committed offset", lag);
+        register_memory(&mut partitions, store);
         let _ = encode(&mut out, &partitions);
         out
+    }
+}
+
+/// Memory gauges, read at scrape time: where the broker's resident memory goes.
+fn register_memory(registry: &mut Registry, store: &Store) {
+    let gauge = |v: usize| {
+        let g: Gauge = Gauge::default();
+        g.set(v as i64);
+        g
+    };
+    let rocksdb = store.memory();
+    registry.register("fluxo_storage_memtable_bytes", "RocksDB memtable memory, all partitions", gauge(rocksdb.memtable_bytes));
+    registry.register(
+        "fluxo_storage_block_cache_bytes",
+        "RocksDB block cache use, memtable reservations included",
+        gauge(rocksdb.block_cache_bytes),
+    );
+    // jemalloc's statistics are cached until the epoch advances.
+    if tikv_jemalloc_ctl::epoch::advance().is_ok() {
+        if let Ok(v) = tikv_jemalloc_ctl::stats::allocated::read() {
+            registry.register("fluxo_allocator_allocated_bytes", "Bytes the broker has allocated and not freed", gauge(v));
+        }
+        if let Ok(v) = tikv_jemalloc_ctl::stats::resident::read() {
+            registry.register("fluxo_allocator_resident_bytes", "Bytes of allocator pages resident in memory", gauge(v));
+        }
     }
 }

@@ -59,8 +59,8 @@ pub struct Store {
     recyclers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     closing: Arc<AtomicBool>,
     // Kept alive for as long as the column families that reference them.
-    _cache: Cache,
-    _write_buffers: WriteBufferManager,
+    cache: Cache,
+    write_buffers: WriteBufferManager,
 }
 
 impl Store {
@@ -125,8 +125,8 @@ impl Store {
             spares: Mutex::new(spares),
             recyclers: Mutex::new(Vec::new()),
             closing: Arc::new(AtomicBool::new(false)),
-            _cache: cache,
-            _write_buffers: write_buffers,
+            cache,
+            write_buffers,
         }))
     }
 
@@ -178,6 +178,16 @@ impl Store {
                 recyclers.push(handle);
             }
             Err(e) => tracing::warn!(error = %e, "could not start compaction of recycled column families"),
+        }
+    }
+
+    /// Memory RocksDB holds: memtables and the block cache (which memtables are
+    /// charged to as well).
+    pub fn memory(&self) -> StoreMemory {
+        StoreMemory {
+            memtable_bytes: self.write_buffers.get_usage(),
+            block_cache_bytes: self.cache.get_usage(),
+            block_cache_pinned_bytes: self.cache.get_pinned_usage(),
         }
     }
 
@@ -250,6 +260,17 @@ fn clear_column_families(db: &Db, names: &[String]) -> Result<(), StorageError> 
         db.write(write)?;
     }
     Ok(())
+}
+
+/// A snapshot of RocksDB's memory use.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreMemory {
+    /// Memtable memory of every column family (bounded by `write_buffer_mb`).
+    pub memtable_bytes: usize,
+    /// Block cache use, memtable reservations included (bounded by `block_cache_mb`).
+    pub block_cache_bytes: usize,
+    /// Block cache entries in use by readers, which eviction cannot free.
+    pub block_cache_pinned_bytes: usize,
 }
 
 /// Options for partition column families: batches are large, written once, read
