@@ -25,11 +25,28 @@ pub fn error_message(e: &StorageError) -> Option<StrBytes> {
     Some(StrBytes::from_string(e.to_string()))
 }
 
-/// The (resource type, name) pairs that appear more than once in an alter-configs request:
-/// Kafka refuses all of them with INVALID_REQUEST.
-pub fn duplicate_resources<'a>(resources: impl Iterator<Item = (i8, &'a str)>) -> HashSet<(i8, String)> {
+/// Runs `alter` on each resource of an alter-configs request, in order, and pairs each
+/// outcome with the resource's (type, name). A resource named more than once in the
+/// request is not altered: Kafka refuses every copy of it with INVALID_REQUEST.
+pub fn alter_each<R>(
+    resources: Vec<R>,
+    key: impl Fn(&R) -> (i8, StrBytes),
+    mut alter: impl FnMut(R) -> Result<(), StorageError>,
+) -> Vec<(i8, StrBytes, Result<(), StorageError>)> {
     let mut seen = HashSet::new();
-    resources.map(|(t, n)| (t, n.to_string())).filter(|k| !seen.insert(k.clone())).collect()
+    let duplicates: HashSet<(i8, StrBytes)> = resources.iter().map(&key).filter(|k| !seen.insert(k.clone())).collect();
+    resources
+        .into_iter()
+        .map(|r| {
+            let (kind, name) = key(&r);
+            let outcome = if duplicates.contains(&(kind, name.clone())) {
+                Err(StorageError::InvalidRequest(format!("resource {} is named more than once", name.as_str())))
+            } else {
+                alter(r)
+            };
+            (kind, name, outcome)
+        })
+        .collect()
 }
 
 /// The topic an alter-configs resource names; broker configs are static and other

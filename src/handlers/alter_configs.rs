@@ -8,25 +8,20 @@ use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
-use super::admin::{alterable_topic, duplicate_resources, error_message};
+use super::admin::{alter_each, alterable_topic, error_message};
 use crate::broker::Broker;
 use crate::error::StorageError;
 
 /// Replaces each resource's overrides; resources named twice in one request are refused.
 pub async fn handle(broker: Arc<Broker>, request: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
-    let duplicates = duplicate_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
-    let responses = request
-        .resources
+    let validate_only = request.validate_only;
+    let outcomes = alter_each(request.resources, |r| (r.resource_type, r.resource_name.clone()), |r| {
+        replace(&broker, r, validate_only)
+    });
+    let responses = outcomes
         .into_iter()
-        .map(|r| {
-            let base = AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            let outcome = if duplicates.contains(&(r.resource_type, r.resource_name.to_string())) {
-                Err(StorageError::InvalidRequest(format!("resource {} is named more than once", r.resource_name.as_str())))
-            } else {
-                replace(&broker, r, request.validate_only)
-            };
+        .map(|(kind, name, outcome)| {
+            let base = AlterConfigsResourceResponse::default().with_resource_type(kind).with_resource_name(name);
             match outcome {
                 Ok(()) => base,
                 Err(e) => base.with_error_code(e.code()).with_error_message(error_message(&e)),

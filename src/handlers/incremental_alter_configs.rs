@@ -7,7 +7,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsRes
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::admin::{alterable_topic, duplicate_resources, error_message};
+use super::admin::{alter_each, alterable_topic, error_message};
 use crate::broker::Broker;
 use crate::error::StorageError;
 use crate::storage::topic_config;
@@ -23,19 +23,14 @@ pub async fn handle(
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let duplicates = duplicate_resources(request.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
-    let responses = request
-        .resources
+    let validate_only = request.validate_only;
+    let outcomes = alter_each(request.resources, |r| (r.resource_type, r.resource_name.clone()), |r| {
+        alter(&broker, r, validate_only)
+    });
+    let responses = outcomes
         .into_iter()
-        .map(|r| {
-            let base = AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            let outcome = if duplicates.contains(&(r.resource_type, r.resource_name.to_string())) {
-                Err(StorageError::InvalidRequest(format!("resource {} is named more than once", r.resource_name.as_str())))
-            } else {
-                alter(&broker, r, request.validate_only)
-            };
+        .map(|(kind, name, outcome)| {
+            let base = AlterConfigsResourceResponse::default().with_resource_type(kind).with_resource_name(name);
             match outcome {
                 Ok(()) => base,
                 Err(e) => base.with_error_code(e.code()).with_error_message(error_message(&e)),
