@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::broker::{Broker, Endpoint};
 use crate::error::ConnectionError;
-use crate::handlers::{self, Reply};
+use crate::handlers::{self, Reply, Session};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Request};
 
@@ -46,11 +46,12 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = socket.set_nodelay(true);
-    broker.metrics.connections.inc();
-    broker.metrics.connections_accepted.inc();
+    broker.metrics().connections.inc();
+    broker.metrics().connections_accepted.inc();
     let _open = scopeguard(&broker);
+    let session = Session { endpoint, peer };
     let (reader, mut writer) = socket.into_split();
-    let mut frames = FramedRead::with_capacity(reader, protocol::codec(broker.config.max_frame_bytes), 64 * 1024);
+    let mut frames = FramedRead::with_capacity(reader, protocol::codec(broker.config().max_frame_bytes), 64 * 1024);
     let mut in_flight = FuturesOrdered::new();
     // Whether each in-flight request is a produce, and its size, oldest first.
     let mut kinds: VecDeque<(bool, usize)> = VecDeque::new();
@@ -62,7 +63,7 @@ pub async fn serve(
             let is_produce = request.api_key == ApiKey::Produce;
             let size = request.body.len();
             if kinds.is_empty() || (is_produce && kinds.iter().all(|(p, _)| *p)) {
-                match start(&broker, &endpoint, request) {
+                match start(&broker, &session, request) {
                     Ok(reply) => {
                         in_flight.push_back(reply);
                         kinds.push_back((is_produce, size));
@@ -123,7 +124,7 @@ pub async fn serve(
 /// Parses a frame and starts its handler inside a request span.
 fn start(
     broker: &Arc<Broker>,
-    endpoint: &Arc<Endpoint>,
+    session: &Session,
     request: Request,
 ) -> Result<futures::future::BoxFuture<'static, Reply>, ConnectionError> {
     let span = tracing::debug_span!(
@@ -135,11 +136,11 @@ fn start(
     );
     let started = Instant::now();
     let labels = Metrics::api(request.api_key);
-    broker.metrics.requests.get_or_create(&labels).inc();
-    let reply = match span.in_scope(|| handlers::dispatch(broker, endpoint, request)) {
+    broker.metrics().requests.get_or_create(&labels).inc();
+    let reply = match span.in_scope(|| handlers::dispatch(broker, session, request)) {
         Ok(reply) => reply,
         Err(e) => {
-            broker.metrics.errors.get_or_create(&labels).inc();
+            broker.metrics().errors.get_or_create(&labels).inc();
             return Err(e);
         }
     };
@@ -147,9 +148,9 @@ fn start(
     Ok(async move {
         let reply = reply.await;
         let elapsed = started.elapsed();
-        broker.metrics.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        broker.metrics().latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
         if reply.is_err() {
-            broker.metrics.errors.get_or_create(&labels).inc();
+            broker.metrics().errors.get_or_create(&labels).inc();
         }
         tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "request done");
         reply
@@ -163,7 +164,7 @@ struct OpenConnection(Arc<Broker>);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.metrics.connections.dec();
+        self.0.metrics().connections.dec();
     }
 }
 

@@ -1,6 +1,5 @@
-//! Error types of every layer, and the one place where they become Kafka error codes.
-
-use kafka_protocol::error::ResponseError;
+//! Error types of the storage layer, the group coordinator and connections.
+//! None of them knows a Kafka error code: `handlers::error` maps them, in one place.
 
 use crate::storage::batch::BatchError;
 
@@ -59,55 +58,15 @@ pub enum StorageError {
         /// The epoch the batch carried.
         got: i16,
     },
-    /// Records without a key were sent to a compacted topic (their indexes in the batch).
-    #[error("compacted topic cannot accept records without key ({} such record(s))", .0.len())]
-    KeylessRecordsInCompactedTopic(Vec<i32>),
-    /// A record batch is larger than the topic allows.
-    #[error("record batch of {0} bytes is too large")]
-    RecordTooLarge(usize),
     /// Stored metadata could not be decoded.
     #[error("corrupt stored metadata: {0}")]
     CorruptMetadata(String),
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,
-}
-
-impl StorageError {
-    /// The Kafka error code a client sees for this error.
-    pub fn code(&self) -> i16 {
-        self.kafka_error().code()
-    }
-
-    /// The Kafka error this maps to; the single mapping from Fluxo errors to the protocol.
-    pub fn kafka_error(&self) -> ResponseError {
-        match self {
-            StorageError::Rocks(_) | StorageError::CorruptMetadata(_) => {
-                ResponseError::KafkaStorageError
-            }
-            StorageError::Batch(BatchError::CrcMismatch { .. }) => ResponseError::CorruptMessage,
-            StorageError::Batch(BatchError::Truncated { .. }) => ResponseError::CorruptMessage,
-            StorageError::Batch(BatchError::UnsupportedMagic(_)) => {
-                ResponseError::UnsupportedForMessageFormat
-            }
-            StorageError::Batch(_) => ResponseError::InvalidRecord,
-            StorageError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
-            StorageError::UnknownTopicId => ResponseError::UnknownTopicId,
-            StorageError::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
-            StorageError::InvalidTopic(_) => ResponseError::InvalidTopicException,
-            StorageError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-            StorageError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
-            StorageError::InvalidConfig(_) => ResponseError::InvalidConfig,
-            StorageError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
-            StorageError::InvalidRequest(_) => ResponseError::InvalidRequest,
-            StorageError::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
-            StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
-            StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
-            StorageError::RecordTooLarge(_) => ResponseError::MessageTooLarge,
-            StorageError::KeylessRecordsInCompactedTopic(_) => ResponseError::InvalidRecord,
-            StorageError::ShuttingDown => ResponseError::NotLeaderOrFollower,
-        }
-    }
+    /// fsync of the write-ahead log failed: the write may not survive a power loss.
+    #[error("write-ahead log fsync failed")]
+    FsyncFailed,
 }
 
 /// Errors that end a client connection (the protocol cannot continue on it).
@@ -206,41 +165,5 @@ pub enum GroupError {
 impl From<StorageError> for GroupError {
     fn from(e: StorageError) -> Self {
         GroupError::Storage(std::sync::Arc::new(e))
-    }
-}
-
-impl GroupError {
-    /// The Kafka error code a client sees for this error.
-    pub fn code(&self) -> i16 {
-        self.kafka_error().code()
-    }
-
-    /// The Kafka error this maps to; the single mapping from coordinator errors to the protocol.
-    pub fn kafka_error(&self) -> ResponseError {
-        match self {
-            GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
-            GroupError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout,
-            GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
-            GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
-            GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
-            GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
-            GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
-            GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
-            GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
-            GroupError::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
-            GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
-            GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
-            GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
-            GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
-            GroupError::FencedMemberEpoch(_) => ResponseError::FencedMemberEpoch,
-            GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
-            GroupError::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
-            GroupError::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId,
-            GroupError::InvalidRequest(_) => ResponseError::InvalidRequest,
-            GroupError::UnsupportedVersion(_) => ResponseError::UnsupportedVersion,
-            // Clients retry a commit or join on COORDINATOR_NOT_AVAILABLE; a storage error
-            // code would be fatal to most of them.
-            GroupError::Storage(_) => ResponseError::CoordinatorNotAvailable,
-        }
     }
 }

@@ -13,7 +13,7 @@ use crate::broker::Broker;
 
 /// Serves the endpoint until the broker shuts down.
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
-    let shutdown = broker.shutdown.clone();
+    let shutdown = broker.shutdown_signal().clone();
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -24,12 +24,12 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
 }
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    let body = broker.metrics.render(&broker.store, &broker.topics, &broker.groups);
+    let body = broker.render_metrics();
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
 
 async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    if broker.shutdown.is_cancelled() {
+    if broker.shutdown_signal().is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {
         (StatusCode::OK, "ok\n")

@@ -1,10 +1,17 @@
 //! Fluxo: a message broker that speaks the Apache Kafka wire protocol and keeps
 //! its logs in RocksDB.
 //!
-//! The modules mirror the data path:
-//! `server` (accept loop) → `connection` (frames, ordering) → `protocol`
-//! (headers, codec) → `handlers` (one module per Kafka API) → `broker`
-//! (shared state, coordinators) → `storage` (RocksDB-backed partition logs).
+//! The modules mirror the data path, and data flows one way:
+//!
+//! ```text
+//! server (accept loop) → connection (frames, request order) → protocol (headers, codec)
+//!   → handlers (one module per Kafka API: decode, call the domain, encode; the only
+//!     place Kafka error codes are decided — handlers::error)
+//!   → broker (the domain: Partition, append tickets, fetch, topics)
+//!     coordinator (consumer groups and committed offsets)
+//!   → storage (RocksDB: key layout, record batches, partition logs, group commit)
+//! ```
+#![warn(missing_docs)]
 
 pub mod alloc;
 pub mod broker;

@@ -62,7 +62,7 @@ async fn run(config: Config) -> ExitCode {
         }
     };
     let mut listeners = Vec::new();
-    for (bind, host, port) in broker.config.listeners() {
+    for (bind, host, port) in broker.config().listeners() {
         match TcpListener::bind(&bind).await {
             Ok(l) => {
                 tracing::info!(listener = %bind, advertised = %format!("{host}:{port}"), "listening");
@@ -75,13 +75,13 @@ async fn run(config: Config) -> ExitCode {
         }
     }
     tracing::info!(
-        data_dir = %broker.config.data_dir.display(),
+        data_dir = %broker.config().data_dir.display(),
         node_id = broker.node_id(),
-        fsync = broker.config.fsync,
+        fsync = broker.config().fsync,
         "fluxo broker started"
     );
-    if !broker.config.metrics_listener.is_empty() {
-        let addr = broker.config.metrics_listener.clone();
+    if !broker.config().metrics_listener.is_empty() {
+        let addr = broker.config().metrics_listener.clone();
         match TcpListener::bind(&addr).await {
             Ok(l) => {
                 tracing::info!(metrics = %addr, "metrics endpoint started");

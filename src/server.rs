@@ -46,13 +46,13 @@ pub async fn run(
     tracing::info!(connections = connections.len(), "shutting down: draining connections");
     drop(listeners);
     let _ = stop_tx.send(true);
-    broker.shutdown.cancel();
+    broker.begin_shutdown();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!("connections still busy after {DRAIN_TIMEOUT:?}; closing them");
         connections.abort_all();
     }
-    if let Err(e) = broker.store.flush() {
+    if let Err(e) = broker.flush() {
         tracing::error!(error = %e, "final flush failed");
     }
     tracing::info!("shutdown complete");

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::assignor::{self, AssignorMember};
-use super::group::ms;
+use super::ms;
 use super::reconcile::{reconcile, PartitionEpochs};
 use super::{ClientInfo, Ctx};
 use crate::error::GroupError;
@@ -283,7 +283,7 @@ impl ConsumerGroup {
             ..Default::default()
         };
         for mut m in record.members {
-            m.session_deadline = Some(ctx.now + super::group::ms(ctx.settings.consumer_session_timeout_ms));
+            m.session_deadline = Some(ctx.now + super::ms(ctx.settings.consumer_session_timeout_ms));
             if let Some(instance) = &m.instance_id {
                 group.static_members.insert(instance.clone(), m.id.clone());
             }

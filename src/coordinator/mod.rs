@@ -36,7 +36,13 @@ pub use offsets::{CommitParams, CommitResults, FetchedOffsets, PartitionCommit};
 use crate::error::{GroupError, StorageError};
 use crate::storage::group_store::{GroupStore, StoredOffset};
 use crate::storage::{Store, TopicStore};
-use group::{ClassicGroup, GroupRecord};
+use classic::ClassicGroup;
+use group::GroupRecord;
+
+/// Milliseconds as a Duration (negative values count as zero).
+pub fn ms(v: impl Into<i64>) -> Duration {
+    Duration::from_millis(v.into().max(0) as u64)
+}
 
 /// Coordinator settings (Kafka's broker defaults).
 #[derive(Debug, Clone)]
@@ -505,7 +511,7 @@ impl GroupCoordinator {
         let store = &self.inner.store;
         self.with_group(group_id, false, |g, _| {
             if let GroupKind::Classic(c) = &g.kind {
-                let consumer = c.protocol_type.as_deref() == Some(group::CONSUMER_PROTOCOL_TYPE);
+                let consumer = c.protocol_type.as_deref() == Some(classic::CONSUMER_PROTOCOL_TYPE);
                 if !g.is_empty() && !consumer {
                     return Err(GroupError::NonEmptyGroup);
                 }

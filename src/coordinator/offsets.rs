@@ -3,7 +3,8 @@
 //! after it became empty; a simple group's after their commit).
 
 use super::consumer::ConsumerGroup;
-use super::group::{ClassicState, Group, GroupKind};
+use super::classic::ClassicState;
+use super::group::{Group, GroupKind};
 use crate::error::GroupError;
 use crate::storage::group_store::StoredOffset;
 
@@ -96,7 +97,7 @@ impl Group {
                     let since = c.state_timestamp_ms;
                     Box::new(move |o| since.unwrap_or(o.commit_timestamp_ms))
                 }
-                (Some(t), ClassicState::Stable) if t == super::group::CONSUMER_PROTOCOL_TYPE && c.subscribed_topics().is_some() => {
+                (Some(t), ClassicState::Stable) if t == super::classic::CONSUMER_PROTOCOL_TYPE && c.subscribed_topics().is_some() => {
                     Box::new(|o| o.commit_timestamp_ms)
                 }
                 _ => return (Vec::new(), false),

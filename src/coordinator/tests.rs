@@ -94,7 +94,7 @@ impl Fixture {
         assert!(rx.try_recv().is_err(), "waits for the initial delay");
         self.advance(self.settings.initial_rebalance_delay_ms as u64);
         let joined = rx.try_recv().expect("join completes after the initial delay");
-        assert_eq!(joined.error, 0);
+        assert!(joined.error.is_none());
         let sync = SyncParams {
             generation: joined.generation,
             member_id: joined.member_id.clone(),
@@ -104,7 +104,7 @@ impl Fixture {
             assignments: vec![(joined.member_id.clone(), Bytes::from_static(b"a"))],
         };
         let Pending::Wait(mut rx) = self.groups.sync_group(group, sync) else { panic!("leader sync parks") };
-        assert_eq!(rx.try_recv().unwrap().error, 0);
+        assert!(rx.try_recv().unwrap().error.is_none());
         (joined.member_id, joined.generation)
     }
 }

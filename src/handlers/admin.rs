@@ -6,9 +6,8 @@ use std::sync::Arc;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerError, Topic, TopicRef};
 use crate::error::StorageError;
-use crate::storage::Topic;
 
 /// Config resource type of a topic.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -20,8 +19,8 @@ pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-/// The error message a response carries for a storage error.
-pub fn error_message(e: &StorageError) -> Option<StrBytes> {
+/// The error message a response carries for an error.
+pub fn error_message(e: &impl std::fmt::Display) -> Option<StrBytes> {
     Some(StrBytes::from_string(e.to_string()))
 }
 
@@ -31,8 +30,8 @@ pub fn error_message(e: &StorageError) -> Option<StrBytes> {
 pub fn alter_each<R>(
     resources: Vec<R>,
     key: impl Fn(&R) -> (i8, StrBytes),
-    mut alter: impl FnMut(R) -> Result<(), StorageError>,
-) -> Vec<(i8, StrBytes, Result<(), StorageError>)> {
+    mut alter: impl FnMut(R) -> Result<(), BrokerError>,
+) -> Vec<(i8, StrBytes, Result<(), BrokerError>)> {
     let mut seen = HashSet::new();
     let duplicates: HashSet<(i8, StrBytes)> = resources.iter().map(&key).filter(|k| !seen.insert(k.clone())).collect();
     resources
@@ -40,7 +39,7 @@ pub fn alter_each<R>(
         .map(|r| {
             let (kind, name) = key(&r);
             let outcome = if duplicates.contains(&(kind, name.clone())) {
-                Err(StorageError::InvalidRequest(format!("resource {} is named more than once", name.as_str())))
+                Err(StorageError::InvalidRequest(format!("resource {} is named more than once", name.as_str())).into())
             } else {
                 alter(r)
             };
@@ -51,10 +50,10 @@ pub fn alter_each<R>(
 
 /// The topic an alter-configs resource names; broker configs are static and other
 /// resource types do not exist here.
-pub fn alterable_topic(broker: &Broker, resource_type: i8, name: &str) -> Result<Arc<Topic>, StorageError> {
+pub fn alterable_topic(broker: &Broker, resource_type: i8, name: &str) -> Result<Arc<Topic>, BrokerError> {
     match resource_type {
-        RESOURCE_TOPIC => broker.topics.get(name).ok_or(StorageError::UnknownTopicOrPartition),
-        RESOURCE_BROKER => Err(StorageError::InvalidConfig("broker configs are static: set them in the config file".into())),
-        other => Err(StorageError::InvalidRequest(format!("unsupported resource type {other}"))),
+        RESOURCE_TOPIC => broker.topic(TopicRef::Name(name)),
+        RESOURCE_BROKER => Err(StorageError::InvalidConfig("broker configs are static: set them in the config file".into()).into()),
+        other => Err(StorageError::InvalidRequest(format!("unsupported resource type {other}")).into()),
     }
 }

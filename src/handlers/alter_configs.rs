@@ -9,8 +9,13 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::admin::{alter_each, alterable_topic, error_message};
-use crate::broker::Broker;
+use super::Versions;
+use super::error::KafkaError;
+use crate::broker::{Broker, BrokerError};
 use crate::error::StorageError;
+
+/// The AlterConfigs versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 2);
 
 /// Replaces each resource's overrides; resources named twice in one request are refused.
 pub async fn handle(broker: Arc<Broker>, request: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
@@ -31,15 +36,15 @@ pub async fn handle(broker: Arc<Broker>, request: AlterConfigsRequest, _version:
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-fn replace(broker: &Broker, r: AlterConfigsResource, validate_only: bool) -> Result<(), StorageError> {
+fn replace(broker: &Broker, r: AlterConfigsResource, validate_only: bool) -> Result<(), BrokerError> {
     let topic = alterable_topic(broker, r.resource_type, r.resource_name.as_str())?;
     let mut configs = BTreeMap::new();
     for c in r.configs {
         let key = c.name.to_string();
         let value = c.value.ok_or_else(|| StorageError::InvalidConfig(format!("null value for {key}")))?;
         if configs.insert(key.clone(), value.to_string()).is_some() {
-            return Err(StorageError::InvalidRequest(format!("config {key} is named more than once")));
+            return Err(StorageError::InvalidRequest(format!("config {key} is named more than once")).into());
         }
     }
-    broker.topics.alter_configs(&topic.name, configs, validate_only)
+    broker.alter_topic_configs(&topic.name, configs, validate_only)
 }

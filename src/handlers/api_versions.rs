@@ -7,7 +7,11 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 use super::SUPPORTED_APIS;
+use super::Versions;
 use crate::broker::Broker;
+
+/// The ApiVersions versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 4);
 
 /// Answers with the supported API table.
 pub async fn handle(_broker: Arc<Broker>, _request: ApiVersionsRequest, _version: i16) -> ApiVersionsResponse {
@@ -24,8 +28,8 @@ pub fn unsupported_version_response() -> ApiVersionsResponse {
 fn api_table() -> Vec<ApiVersion> {
     SUPPORTED_APIS
         .iter()
-        .map(|(key, min, max)| {
-            ApiVersion::default().with_api_key(*key as i16).with_min_version(*min).with_max_version(*max)
+        .map(|(key, versions)| {
+            ApiVersion::default().with_api_key(*key as i16).with_min_version(versions.min).with_max_version(versions.max)
         })
         .collect()
 }

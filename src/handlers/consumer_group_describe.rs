@@ -9,6 +9,8 @@ use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescri
 use kafka_protocol::protocol::StrBytes;
 
 use super::describe_groups::ALL_GROUP_OPERATIONS;
+use super::error::KafkaError;
+use super::Versions;
 use crate::broker::Broker;
 use crate::coordinator::NamedAssignment;
 
@@ -25,13 +27,16 @@ fn assignment(a: NamedAssignment) -> Assignment {
     )
 }
 
+/// The ConsumerGroupDescribe versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 1);
+
 /// Describes each group.
 pub async fn handle(broker: Arc<Broker>, request: ConsumerGroupDescribeRequest, version: i16) -> ConsumerGroupDescribeResponse {
     let ops = if request.include_authorized_operations { ALL_GROUP_OPERATIONS } else { i32::MIN };
     let groups = request
         .group_ids
         .into_iter()
-        .map(|id| match broker.groups.consumer_describe(&broker.topics, &id) {
+        .map(|id| match broker.groups().consumer_describe(broker.topic_lookup(), &id) {
             Ok(d) => {
                 let members = d
                     .members

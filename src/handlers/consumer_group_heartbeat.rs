@@ -7,8 +7,13 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, To
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::error::KafkaError;
+use super::Versions;
 use crate::broker::Broker;
 use crate::coordinator::{ClientInfo, ConsumerHeartbeat};
+
+/// The ConsumerGroupHeartbeat versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 0);
 
 /// Answers a consumer group heartbeat.
 pub async fn handle(
@@ -28,7 +33,7 @@ pub async fn handle(
         owned: request.topic_partitions.map(|tps| tps.into_iter().map(|tp| (tp.topic_id, tp.partitions)).collect()),
         client,
     };
-    match broker.groups.consumer_heartbeat(&broker.topics, &request.group_id, heartbeat) {
+    match broker.groups().consumer_heartbeat(broker.topic_lookup(), &request.group_id, heartbeat) {
         Ok(outcome) => {
             let assignment = outcome.assignment.map(|a| {
                 Assignment::default().with_topic_partitions(

@@ -6,8 +6,13 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::admin::error_message;
+use super::Versions;
+use super::error::KafkaError;
 use crate::broker::Broker;
 use crate::error::StorageError;
+
+/// The CreatePartitions versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 3);
 
 /// Grows each topic to its requested count.
 pub async fn handle(broker: Arc<Broker>, request: CreatePartitionsRequest, _version: i16) -> CreatePartitionsResponse {
@@ -22,9 +27,9 @@ pub async fn handle(broker: Arc<Broker>, request: CreatePartitionsRequest, _vers
                 .map(|a| a.iter().any(|p| p.broker_ids.iter().any(|b| b.0 != node)))
                 .unwrap_or(false);
             let outcome = if bad_assignment {
-                Err(StorageError::InvalidReplicaAssignment(format!("only broker {node} exists")))
+                Err(StorageError::InvalidReplicaAssignment(format!("only broker {node} exists")).into())
             } else {
-                broker.topics.add_partitions(t.name.0.as_str(), t.count, request.validate_only)
+                broker.add_partitions(t.name.0.as_str(), t.count, request.validate_only)
             };
             let result = CreatePartitionsTopicResult::default().with_name(t.name);
             match outcome {

@@ -11,9 +11,14 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::error_message;
 use super::describe_configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
-use crate::broker::Broker;
+use super::Versions;
+use super::error::KafkaError;
+use crate::broker::{Broker, BrokerError, Topic};
 use crate::error::StorageError;
-use crate::storage::{topic_config, Topic};
+use crate::storage::topic_config;
+
+/// The CreateTopics versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(2, 7);
 
 /// Creates each requested topic (or only validates, when asked).
 pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
@@ -53,21 +58,21 @@ pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest, version: 
 
 type Created = (i32, BTreeMap<String, String>, Option<Arc<Topic>>);
 
-fn create(broker: &Broker, t: CreatableTopic, validate_only: bool) -> Result<Created, StorageError> {
+fn create(broker: &Broker, t: CreatableTopic, validate_only: bool) -> Result<Created, BrokerError> {
     let name = t.name.0.as_str();
     let partitions = if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err(StorageError::InvalidRequest(
                 "num_partitions and replication_factor must be -1 with a manual assignment".into(),
-            ));
+            ).into());
         }
         let node = broker.node_id();
         if t.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.len() != 1) {
-            return Err(StorageError::InvalidReplicaAssignment(format!("only broker {node} exists, one replica each")));
+            return Err(StorageError::InvalidReplicaAssignment(format!("only broker {node} exists, one replica each")).into());
         }
         t.assignments.len() as i32
     } else if t.num_partitions == -1 {
-        broker.config.num_partitions
+        broker.config().num_partitions
     } else {
         t.num_partitions
     };
@@ -76,9 +81,9 @@ fn create(broker: &Broker, t: CreatableTopic, validate_only: bool) -> Result<Cre
         rf if rf > 1 => {
             return Err(StorageError::InvalidReplicationFactor(format!(
                 "replication factor {rf} is larger than the 1 available broker"
-            )))
+            )).into())
         }
-        rf => return Err(StorageError::InvalidReplicationFactor(format!("replication factor must be positive, got {rf}"))),
+        rf => return Err(StorageError::InvalidReplicationFactor(format!("replication factor must be positive, got {rf}")).into()),
     }
     let mut configs = BTreeMap::new();
     for c in t.configs {
@@ -86,10 +91,10 @@ fn create(broker: &Broker, t: CreatableTopic, validate_only: bool) -> Result<Cre
         configs.insert(c.name.to_string(), value.to_string());
     }
     if validate_only {
-        broker.topics.validate_create(name, partitions, &configs)?;
+        broker.validate_create_topic(name, partitions, &configs)?;
         return Ok((partitions, configs, None));
     }
-    let topic = broker.topics.create(name, partitions, configs.clone())?;
+    let topic = broker.create_topic(name, partitions, configs.clone())?;
     Ok((partitions, configs, Some(topic)))
 }
 

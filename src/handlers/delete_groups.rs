@@ -5,7 +5,12 @@ use std::sync::Arc;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
+use super::error::KafkaError;
+use super::Versions;
 use crate::broker::Broker;
+
+/// The DeleteGroups versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 2);
 
 /// Deletes each group.
 pub async fn handle(broker: Arc<Broker>, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
@@ -13,7 +18,7 @@ pub async fn handle(broker: Arc<Broker>, request: DeleteGroupsRequest, _version:
         .groups_names
         .into_iter()
         .map(|id| {
-            let code = broker.groups.delete_group(&id).err().map(|e| e.code()).unwrap_or(0);
+            let code = broker.groups().delete_group(&id).err().map(|e| e.code()).unwrap_or(0);
             DeletableGroupResult::default().with_group_id(id).with_error_code(code)
         })
         .collect();

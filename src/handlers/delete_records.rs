@@ -5,8 +5,12 @@ use std::sync::Arc;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use crate::broker::Broker;
-use crate::error::StorageError;
+use super::error::KafkaError;
+use super::Versions;
+use crate::broker::{Broker, BrokerError, TopicRef};
+
+/// The DeleteRecords versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 2);
 
 /// Deletes the records before each partition's requested offset (-1: the high watermark)
 /// and answers the new low watermark (log start offset).
@@ -15,16 +19,17 @@ pub async fn handle(broker: Arc<Broker>, request: DeleteRecordsRequest, _version
         .topics
         .into_iter()
         .map(|t| {
-            let topic = broker.topics.get(t.name.0.as_str());
+            let topic = broker.topic(TopicRef::Name(t.name.0.as_str()));
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-                    let outcome = match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
-                        Some(log) => log.delete_records(p.offset),
-                        None => Err(StorageError::UnknownTopicOrPartition),
-                    };
+                    let outcome = topic
+                        .as_ref()
+                        .map_err(BrokerError::clone_lookup)
+                        .and_then(|t| broker.partition(t, p.partition_index))
+                        .and_then(|partition| partition.delete_records(p.offset));
                     match outcome {
                         Ok(low_watermark) => result.with_low_watermark(low_watermark),
                         Err(e) => result.with_low_watermark(-1).with_error_code(e.code()),

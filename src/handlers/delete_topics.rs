@@ -7,8 +7,9 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use uuid::Uuid;
 
 use super::admin::{error_message, topic_name};
-use crate::broker::Broker;
-use crate::error::StorageError;
+use super::error::KafkaError;
+use super::Versions;
+use crate::broker::{Broker, TopicRef};
 
 /// Clears fields the response version does not have (ids and messages, v5/v6).
 fn for_version(mut result: DeletableTopicResult, version: i16) -> DeletableTopicResult {
@@ -21,6 +22,9 @@ fn for_version(mut result: DeletableTopicResult, version: i16) -> DeletableTopic
     result
 }
 
+/// The DeleteTopics versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(1, 6);
+
 /// Deletes each named topic.
 pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
@@ -31,15 +35,13 @@ pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest, version: 
     let responses = wanted
         .into_iter()
         .map(|(name, id)| {
-            let name = match name {
-                Some(n) => Ok(n.0.to_string()),
-                None => broker.topics.get_by_id(id).map(|t| t.name.clone()).ok_or(StorageError::UnknownTopicId),
+            let requested_name = name.as_ref().map(|n| n.0.to_string());
+            let target = match &name {
+                Some(n) => TopicRef::Name(n.0.as_str()),
+                None => TopicRef::Id(id),
             };
-            let requested_name = name.as_ref().ok().cloned();
-            let result = match name.and_then(|n| broker.topics.delete(&n)) {
+            let result = match broker.delete_topic(target) {
                 Ok(topic) => {
-                    // Committed offsets of the topic go with it.
-                    broker.groups.topic_deleted(&topic.name);
                     DeletableTopicResult::default().with_name(Some(topic_name(&topic.name))).with_topic_id(topic.id)
                 }
                 Err(e) => DeletableTopicResult::default()

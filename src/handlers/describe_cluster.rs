@@ -8,9 +8,13 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 
 use super::metadata::ALL_CLUSTER_OPERATIONS;
+use super::Versions;
 use crate::broker::{Broker, Endpoint};
 
 const ENDPOINT_BROKERS: i8 = 1;
+
+/// The DescribeCluster versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 2);
 
 /// Describes the (single-node) cluster.
 pub async fn handle(
@@ -20,7 +24,7 @@ pub async fn handle(
     version: i16,
 ) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_string()))
         .with_controller_id(BrokerId(broker.node_id()))
         .with_endpoint_type(ENDPOINT_BROKERS)
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {

@@ -10,7 +10,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
+use super::Versions;
+use crate::broker::{Broker, Topic, TopicRef};
 use crate::storage::topic_config;
 
 /// Config source: a topic override.
@@ -32,6 +33,9 @@ struct Entry {
     config_type: i8,
 }
 
+/// The DescribeConfigs versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(1, 4);
+
 /// Describes each requested resource.
 pub async fn handle(broker: Arc<Broker>, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let results = request
@@ -42,7 +46,7 @@ pub async fn handle(broker: Arc<Broker>, request: DescribeConfigsRequest, versio
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let entries = match r.resource_type {
-                RESOURCE_TOPIC => match broker.topics.get(r.resource_name.as_str()) {
+                RESOURCE_TOPIC => match broker.topic(TopicRef::Name(r.resource_name.as_str())).ok() {
                     Some(topic) => topic_entries(&topic),
                     None => return base.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                 },
@@ -90,7 +94,7 @@ fn to_result(e: Entry, synonyms: bool, version: i16) -> DescribeConfigsResourceR
         .with_synonyms(synonyms)
 }
 
-fn topic_entries(topic: &crate::storage::Topic) -> Vec<Entry> {
+fn topic_entries(topic: &Topic) -> Vec<Entry> {
     topic_config::keys()
         .map(|key| {
             let (value, source) = match topic.configs.get(key) {
@@ -103,7 +107,7 @@ fn topic_entries(topic: &crate::storage::Topic) -> Vec<Entry> {
 }
 
 fn broker_entries(broker: &Broker) -> Vec<Entry> {
-    let c = &broker.config;
+    let c = broker.config();
     let entry = |name: &str, value: String, config_type: i8| Entry {
         name: name.to_string(),
         value,

@@ -7,11 +7,16 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::error::KafkaError;
+use super::Versions;
 use crate::broker::Broker;
 use crate::error::GroupError;
 
 /// Operations a client may perform on a group without ACLs: read, delete, describe.
 pub const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+/// The DescribeGroups versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 6);
 
 /// Describes each group.
 pub async fn handle(broker: Arc<Broker>, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
@@ -19,7 +24,7 @@ pub async fn handle(broker: Arc<Broker>, request: DescribeGroupsRequest, version
         .groups
         .into_iter()
         .map(|id| {
-            let described = match broker.groups.describe_group(&id) {
+            let described = match broker.groups().describe_group(&id) {
                 Ok(d) => {
                     let members = d
                         .members

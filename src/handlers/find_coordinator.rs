@@ -8,9 +8,13 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::Versions;
 use crate::broker::{Broker, Endpoint};
 
 const KEY_TYPE_GROUP: i8 = 0;
+
+/// The FindCoordinator versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 6);
 
 /// Finds the coordinator for one key (v0–3) or many (v4+).
 pub async fn handle(

@@ -5,11 +5,16 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
+use super::error::KafkaError;
+use super::Versions;
 use crate::broker::Broker;
+
+/// The Heartbeat versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 4);
 
 /// Answers a heartbeat.
 pub async fn handle(broker: Arc<Broker>, request: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
     let instance_id = request.group_instance_id.as_ref().map(|s| s.as_str());
-    let result = broker.groups.heartbeat(&request.group_id, &request.member_id, instance_id, request.generation_id);
+    let result = broker.groups().heartbeat(&request.group_id, &request.member_id, instance_id, request.generation_id);
     HeartbeatResponse::default().with_error_code(result.err().map(|e| e.code()).unwrap_or(0))
 }

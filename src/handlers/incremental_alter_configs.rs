@@ -8,7 +8,9 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::admin::{alter_each, alterable_topic, error_message};
-use crate::broker::Broker;
+use super::Versions;
+use super::error::KafkaError;
+use crate::broker::{Broker, BrokerError};
 use crate::error::StorageError;
 use crate::storage::topic_config;
 
@@ -16,6 +18,9 @@ const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
+
+/// The IncrementalAlterConfigs versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 1);
 
 /// Applies each resource's operations; resources named twice in one request are refused.
 pub async fn handle(
@@ -40,11 +45,11 @@ pub async fn handle(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-fn alter(broker: &Broker, r: AlterConfigsResource, validate_only: bool) -> Result<(), StorageError> {
+fn alter(broker: &Broker, r: AlterConfigsResource, validate_only: bool) -> Result<(), BrokerError> {
     let topic = alterable_topic(broker, r.resource_type, r.resource_name.as_str())?;
     let mut configs = topic.configs.clone();
     apply(&mut configs, &r)?;
-    broker.topics.alter_configs(&topic.name, configs, validate_only)
+    broker.alter_topic_configs(&topic.name, configs, validate_only)
 }
 
 /// Applies the operations of one resource to its current overrides.
@@ -53,10 +58,10 @@ fn apply(configs: &mut BTreeMap<String, String>, r: &AlterConfigsResource) -> Re
     for c in &r.configs {
         let key = c.name.as_str();
         if !names.insert(key) {
-            return Err(StorageError::InvalidRequest(format!("config {key} is named more than once")));
+            return Err(StorageError::InvalidRequest(format!("config {key} is named more than once")).into());
         }
         let Some(default) = topic_config::default_of(key) else {
-            return Err(StorageError::InvalidConfig(format!("unknown topic config {key}")));
+            return Err(StorageError::InvalidConfig(format!("unknown topic config {key}")).into());
         };
         let value = c.value.as_ref().map(|v| v.as_str());
         match c.config_operation {
@@ -69,7 +74,7 @@ fn apply(configs: &mut BTreeMap<String, String>, r: &AlterConfigsResource) -> Re
             }
             OP_APPEND | OP_SUBTRACT => {
                 if !topic_config::is_list(key) {
-                    return Err(StorageError::InvalidConfig(format!("{key} is not a list: it cannot be appended to or subtracted from")));
+                    return Err(StorageError::InvalidConfig(format!("{key} is not a list: it cannot be appended to or subtracted from")).into());
                 }
                 let value = value.ok_or_else(|| StorageError::InvalidConfig(format!("null value for {key}")))?;
                 let current = configs.get(key).map(String::as_str).unwrap_or(default);
@@ -88,7 +93,7 @@ fn apply(configs: &mut BTreeMap<String, String>, r: &AlterConfigsResource) -> Re
                 }
                 configs.insert(key.to_string(), items.join(","));
             }
-            other => return Err(StorageError::InvalidRequest(format!("unknown config operation {other}"))),
+            other => return Err(StorageError::InvalidRequest(format!("unknown config operation {other}")).into()),
         }
     }
     Ok(())

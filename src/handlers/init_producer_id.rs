@@ -5,7 +5,12 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use super::Versions;
+use super::error::KafkaError;
 use crate::broker::Broker;
+
+/// The InitProducerId versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 5);
 
 /// Allocates a producer id, or bumps the epoch of a known one (KIP-360).
 pub async fn handle(broker: Arc<Broker>, request: InitProducerIdRequest, _version: i16) -> InitProducerIdResponse {
@@ -21,7 +26,7 @@ pub async fn handle(broker: Arc<Broker>, request: InitProducerIdRequest, _versio
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match broker.producer_ids.next() {
+    match broker.next_producer_id() {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => failed(e.code()),
     }

@@ -8,9 +8,14 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::error::code_of;
+use super::Versions;
 use crate::broker::Broker;
 use crate::coordinator::{ClientInfo, JoinOutcome, JoinParams};
 use crate::error::GroupError;
+
+/// The JoinGroup versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 9);
 
 /// Joins the group; resolves when the member's join completes.
 pub fn handle(
@@ -32,14 +37,14 @@ pub fn handle(
         supports_skip_assignment: version >= 9,
         client,
     };
-    let pending = broker.groups.join_group(&request.group_id, params);
+    let pending = broker.groups().join_group(&request.group_id, params);
     async move {
         // A parked join whose member was replaced by a newer join of its own.
         let outcome = pending.resolve(|| JoinOutcome::failed(&GroupError::RebalanceInProgress, &member_id));
         let outcome = tokio::select! {
             outcome = outcome => outcome,
             // Shutting down: the client finds the coordinator again and rejoins.
-            _ = broker.shutdown.cancelled() => JoinOutcome::failed(&GroupError::CoordinatorNotAvailable, &member_id),
+            _ = broker.shutdown_signal().cancelled() => JoinOutcome::failed(&GroupError::CoordinatorNotAvailable, &member_id),
         };
         response(outcome, version)
     }
@@ -61,7 +66,7 @@ fn response(o: JoinOutcome, version: i16) -> JoinGroupResponse {
         })
         .collect();
     let mut response = JoinGroupResponse::default()
-        .with_error_code(o.error)
+        .with_error_code(code_of(o.error.as_ref()))
         .with_generation_id(o.generation)
         .with_leader(StrBytes::from_string(o.leader))
         .with_member_id(StrBytes::from_string(o.member_id))

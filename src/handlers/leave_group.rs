@@ -7,7 +7,12 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::error::KafkaError;
+use super::Versions;
 use crate::broker::Broker;
+
+/// The LeaveGroup versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 5);
 
 /// Removes the members from the group.
 pub async fn handle(broker: Arc<Broker>, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
@@ -16,7 +21,7 @@ pub async fn handle(broker: Arc<Broker>, request: LeaveGroupRequest, version: i1
     } else {
         vec![(request.member_id.to_string(), None)]
     };
-    let results = match broker.groups.leave_group(&request.group_id, &members) {
+    let results = match broker.groups().leave_group(&request.group_id, &members) {
         Ok(results) => results,
         Err(e) => return LeaveGroupResponse::default().with_error_code(e.code()),
     };

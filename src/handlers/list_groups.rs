@@ -6,14 +6,18 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::Versions;
 use crate::broker::Broker;
+
+/// The ListGroups versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 5);
 
 /// Lists the groups.
 pub async fn handle(broker: Arc<Broker>, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let states: Vec<String> = request.states_filter.iter().map(|s| s.to_string()).collect();
     let types: Vec<String> = request.types_filter.iter().map(|s| s.to_string()).collect();
     let groups = broker
-        .groups
+        .groups()
         .list_groups(&states, &types)
         .into_iter()
         .map(|g| {

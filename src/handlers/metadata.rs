@@ -10,8 +10,9 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::admin::topic_name;
-use crate::broker::{Broker, Endpoint};
-use crate::storage::Topic;
+use super::error::KafkaError;
+use super::Versions;
+use crate::broker::{Broker, Endpoint, Topic, TopicRef};
 
 /// Authorized-operations value meaning "not requested".
 const OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -23,9 +24,12 @@ const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1
 pub const ALL_CLUSTER_OPERATIONS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14);
 
+/// The Metadata versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 13);
+
 /// Answers a metadata request.
 pub async fn handle(broker: Arc<Broker>, endpoint: Arc<Endpoint>, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let auto_create = broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let auto_create = broker.config().auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let topic_ops = if request.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_OMITTED };
     let wanted = match request.topics {
         None => None,
@@ -33,7 +37,7 @@ pub async fn handle(broker: Arc<Broker>, endpoint: Arc<Endpoint>, request: Metad
         Some(list) => Some(list),
     };
     let topics = match wanted {
-        None => broker.topics.all().iter().map(|t| describe(&broker, t, topic_ops, version)).collect(),
+        None => broker.all_topics().iter().map(|t| describe(&broker, t, topic_ops, version)).collect(),
         Some(list) => list
             .into_iter()
             .map(|wanted| match wanted.name {
@@ -47,7 +51,7 @@ pub async fn handle(broker: Arc<Broker>, endpoint: Arc<Endpoint>, request: Metad
         response.controller_id = BrokerId(broker.node_id());
     }
     if version >= 2 {
-        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_string()));
     }
     response
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
@@ -66,12 +70,7 @@ fn this_broker(broker: &Broker, endpoint: &Endpoint) -> MetadataResponseBroker {
 }
 
 fn by_name(broker: &Broker, name: &str, auto_create: bool, ops: i32, version: i16) -> MetadataResponseTopic {
-    let found = match broker.topics.get(name) {
-        Some(t) => Ok(t),
-        None if auto_create => broker.topics.get_or_create(name, broker.config.num_partitions),
-        None => Err(crate::error::StorageError::UnknownTopicOrPartition),
-    };
-    match found {
+    match broker.topic_or_create(name, auto_create) {
         Ok(topic) => describe(broker, &topic, ops, version),
         Err(e) => MetadataResponseTopic::default()
             .with_name(Some(topic_name(name)))
@@ -81,29 +80,29 @@ fn by_name(broker: &Broker, name: &str, auto_create: bool, ops: i32, version: i1
 }
 
 fn by_id(broker: &Broker, id: Uuid, ops: i32, version: i16) -> MetadataResponseTopic {
-    match broker.topics.get_by_id(id) {
-        Some(topic) => describe(broker, &topic, ops, version),
-        None => MetadataResponseTopic::default()
+    match broker.topic(TopicRef::Id(id)) {
+        Ok(topic) => describe(broker, &topic, ops, version),
+        Err(_) => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(ResponseError::UnknownTopicId.code())
             .with_topic_authorized_operations(ops),
     }
 }
 
-fn describe(broker: &Broker, topic: &Topic, ops: i32, version: i16) -> MetadataResponseTopic {
+fn describe(broker: &Broker, topic: &Arc<Topic>, ops: i32, version: i16) -> MetadataResponseTopic {
     let node = BrokerId(broker.node_id());
-    let partitions = topic
-        .partitions
+    let partitions = broker
+        .partitions(topic)
         .iter()
-        .map(|log| {
+        .map(|p| {
             let partition = MetadataResponsePartition::default()
-                .with_partition_index(log.partition())
+                .with_partition_index(p.index())
                 .with_leader_id(node)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node]);
             // Leader epochs are reported from v7.
             if version >= 7 {
-                partition.with_leader_epoch(log.offsets().leader_epoch)
+                partition.with_leader_epoch(p.offsets().leader_epoch)
             } else {
                 partition
             }

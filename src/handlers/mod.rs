@@ -14,6 +14,7 @@ mod delete_topics;
 mod describe_groups;
 mod describe_cluster;
 mod describe_configs;
+pub mod error;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -30,67 +31,163 @@ mod offset_fetch;
 mod produce;
 mod sync_group;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
 
 use crate::broker::{Broker, Endpoint};
+use crate::coordinator::ClientInfo;
 use crate::error::ConnectionError;
 use crate::protocol::{encode_response, Request};
 
-/// Every API this broker implements, with the version range it answers. This is
-/// exactly what ApiVersions advertises; each entry has wire-level tests.
-pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 13),
-    (ApiKey::Fetch, 4, 17),
-    (ApiKey::ListOffsets, 1, 10),
-    (ApiKey::Metadata, 0, 13),
-    (ApiKey::FindCoordinator, 0, 6),
-    (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::InitProducerId, 0, 5),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::DescribeCluster, 0, 2),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::DescribeGroups, 0, 6),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::ConsumerGroupHeartbeat, 0, 0),
-    (ApiKey::ConsumerGroupDescribe, 0, 1),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::AlterConfigs, 0, 2),
-];
+/// The version range of one API that its handler answers; each handler module
+/// declares its own as `VERSIONS`, next to its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    /// Oldest version answered.
+    pub min: i16,
+    /// Newest version answered.
+    pub max: i16,
+}
 
-/// The supported version range of an API, if it is implemented.
-pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED_APIS.iter().find(|(k, _, _)| *k == api_key).map(|(_, min, max)| (*min, *max))
+impl Versions {
+    /// The range `min..=max`.
+    pub const fn new(min: i16, max: i16) -> Versions {
+        Versions { min, max }
+    }
+
+    /// Whether `version` is in the range.
+    pub fn contains(&self, version: i16) -> bool {
+        (self.min..=self.max).contains(&version)
+    }
+}
+
+/// What a handler knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The address this connection's listener advertises (Metadata, FindCoordinator).
+    pub endpoint: Arc<Endpoint>,
+    /// The client's address (group members' `client_host`).
+    pub peer: SocketAddr,
 }
 
 /// The response of one request: an encoded frame, or nothing (produce with acks=0).
 pub type Reply = Result<Option<BytesMut>, ConnectionError>;
+
+/// A handler's answer: a response body, encoded into a frame, or no frame at all
+/// (a produce with acks=0 is not answered).
+pub trait Answer: Send + 'static {
+    /// Encodes the answer for the request it replies to.
+    fn into_reply(self, api_key: ApiKey, version: i16, correlation_id: i32) -> Reply;
+}
+
+impl<R: Encodable + Send + 'static> Answer for R {
+    fn into_reply(self, api_key: ApiKey, version: i16, correlation_id: i32) -> Reply {
+        encode_response(api_key, version, correlation_id, &self).map(Some)
+    }
+}
+
+/// An answer the client may not want: `None` sends nothing.
+pub struct Optional<R>(pub Option<R>);
+
+impl<R: Encodable + Send + 'static> Answer for Optional<R> {
+    fn into_reply(self, api_key: ApiKey, version: i16, correlation_id: i32) -> Reply {
+        self.0.map_or(Ok(None), |body| encode_response(api_key, version, correlation_id, &body).map(Some))
+    }
+}
+
+/// Declares every API this broker implements, once: the module that handles it
+/// and how it is called. From this one list come the table ApiVersions advertises
+/// (each module's `VERSIONS`) and the dispatcher, so adding an API is one line here
+/// plus its module.
+macro_rules! apis {
+    ($($key:ident => $module:ident $(with $extra:ident)?),* $(,)?) => {
+        /// Every API this broker implements with the version range it answers: exactly
+        /// what ApiVersions advertises.
+        pub const SUPPORTED_APIS: &[(ApiKey, Versions)] = &[$((ApiKey::$key, $module::VERSIONS)),*];
+
+        fn route(
+            broker: &Arc<Broker>,
+            session: &Session,
+            mut request: Request,
+        ) -> Result<BoxFuture<'static, Reply>, ConnectionError> {
+            let (api_key, version, correlation_id) = (request.api_key, request.version, request.correlation_id);
+            Ok(match api_key {
+                $(ApiKey::$key => {
+                    let body = request.decode()?;
+                    let response = call!($module, broker, session, &request, body, version $(, $extra)?);
+                    async move { response.await.into_reply(api_key, version, correlation_id) }.boxed()
+                })*
+                other => return Err(ConnectionError::UnsupportedVersion { api_key: other as i16, version }),
+            })
+        }
+    };
+}
+
+/// How a handler is called: with the broker, the decoded body and the version, plus
+/// the listener's endpoint or the client's identity where its answer depends on them.
+macro_rules! call {
+    ($module:ident, $broker:expr, $session:expr, $request:expr, $body:expr, $version:expr) => {
+        $module::handle($broker.clone(), $body, $version)
+    };
+    ($module:ident, $broker:expr, $session:expr, $request:expr, $body:expr, $version:expr, endpoint) => {
+        $module::handle($broker.clone(), $session.endpoint.clone(), $body, $version)
+    };
+    ($module:ident, $broker:expr, $session:expr, $request:expr, $body:expr, $version:expr, client) => {
+        $module::handle($broker.clone(), $body, $version, client_info($request, $session))
+    };
+}
+
+apis! {
+    Produce => produce,
+    Fetch => fetch,
+    ListOffsets => list_offsets,
+    Metadata => metadata with endpoint,
+    FindCoordinator => find_coordinator with endpoint,
+    ApiVersions => api_versions,
+    CreateTopics => create_topics,
+    DeleteTopics => delete_topics,
+    InitProducerId => init_producer_id,
+    DescribeConfigs => describe_configs,
+    CreatePartitions => create_partitions,
+    DescribeCluster => describe_cluster with endpoint,
+    OffsetCommit => offset_commit,
+    OffsetFetch => offset_fetch,
+    JoinGroup => join_group with client,
+    Heartbeat => heartbeat,
+    LeaveGroup => leave_group,
+    SyncGroup => sync_group,
+    DescribeGroups => describe_groups,
+    ListGroups => list_groups,
+    DeleteGroups => delete_groups,
+    OffsetDelete => offset_delete,
+    ConsumerGroupHeartbeat => consumer_group_heartbeat with client,
+    ConsumerGroupDescribe => consumer_group_describe,
+    IncrementalAlterConfigs => incremental_alter_configs,
+    DeleteRecords => delete_records,
+    AlterConfigs => alter_configs,
+}
+
+/// The supported version range of an API, if it is implemented.
+pub fn supported_versions(api_key: ApiKey) -> Option<Versions> {
+    SUPPORTED_APIS.iter().find(|(k, _)| *k == api_key).map(|(_, v)| *v)
+}
 
 /// Decodes a request and starts its handler. The returned future yields the
 /// encoded response; work that must happen in request order (produce appends)
 /// is done before this returns.
 pub fn dispatch(
     broker: &Arc<Broker>,
-    endpoint: &Arc<Endpoint>,
-    mut request: Request,
+    session: &Session,
+    request: Request,
 ) -> Result<BoxFuture<'static, Reply>, ConnectionError> {
     let (api_key, version, correlation_id) = (request.api_key, request.version, request.correlation_id);
-    let in_range = supported_versions(api_key).map(|(min, max)| (min..=max).contains(&version));
+    let in_range = supported_versions(api_key).map(|v| v.contains(version));
     if api_key == ApiKey::ApiVersions && in_range != Some(true) {
         // KIP-511: answer an unknown ApiVersions version with a v0 body.
         let body = api_versions::unsupported_version_response();
@@ -99,86 +196,14 @@ pub fn dispatch(
     if in_range != Some(true) {
         return Err(ConnectionError::UnsupportedVersion { api_key: api_key as i16, version });
     }
-
-    macro_rules! route {
-        ($handler:path) => {{
-            let body = request.decode()?;
-            let response = $handler(broker.clone(), body, version);
-            async move { encode_response(api_key, version, correlation_id, &response.await).map(Some) }.boxed()
-        }};
-        // Handlers that name this broker's address answer with the listener's one.
-        ($handler:path, endpoint) => {{
-            let body = request.decode()?;
-            let response = $handler(broker.clone(), endpoint.clone(), body, version);
-            async move { encode_response(api_key, version, correlation_id, &response.await).map(Some) }.boxed()
-        }};
-    }
-
-    // Group APIs that record who the member is (client id).
-    macro_rules! route_client {
-        ($handler:path) => {{
-            let client = crate::coordinator::ClientInfo {
-                client_id: request.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-                client_host: String::new(),
-            };
-            let body = request.decode()?;
-            let response = $handler(broker.clone(), body, version, client);
-            async move { encode_response(api_key, version, correlation_id, &response.await).map(Some) }.boxed()
-        }};
-    }
-
-    Ok(match api_key {
-        ApiKey::Produce => {
-            let body: kafka_protocol::messages::ProduceRequest = request.decode()?;
-            let acks = body.acks;
-            let response = produce::handle(broker, body, version);
-            async move {
-                let response = response.await;
-                if acks == 0 {
-                    return Ok(None);
-                }
-                encode_response(api_key, version, correlation_id, &response).map(Some)
-            }
-            .boxed()
-        }
-        ApiKey::Fetch => route!(fetch::handle),
-        ApiKey::ListOffsets => route!(list_offsets::handle),
-        ApiKey::Metadata => route!(metadata::handle, endpoint),
-        ApiKey::FindCoordinator => route!(find_coordinator::handle, endpoint),
-        ApiKey::ApiVersions => route!(api_versions::handle),
-        ApiKey::CreateTopics => route!(create_topics::handle),
-        ApiKey::DeleteTopics => route!(delete_topics::handle),
-        ApiKey::InitProducerId => route!(init_producer_id::handle),
-        ApiKey::DescribeConfigs => route!(describe_configs::handle),
-        ApiKey::CreatePartitions => route!(create_partitions::handle),
-        ApiKey::DescribeCluster => route!(describe_cluster::handle, endpoint),
-        ApiKey::OffsetCommit => route!(offset_commit::handle),
-        ApiKey::OffsetFetch => route!(offset_fetch::handle),
-        ApiKey::JoinGroup => route_client!(join_group::handle),
-        ApiKey::Heartbeat => route!(heartbeat::handle),
-        ApiKey::LeaveGroup => route!(leave_group::handle),
-        ApiKey::SyncGroup => route!(sync_group::handle),
-        ApiKey::DescribeGroups => route!(describe_groups::handle),
-        ApiKey::ListGroups => route!(list_groups::handle),
-        ApiKey::DeleteGroups => route!(delete_groups::handle),
-        ApiKey::OffsetDelete => route!(offset_delete::handle),
-        ApiKey::ConsumerGroupHeartbeat => route_client!(consumer_group_heartbeat::handle),
-        ApiKey::ConsumerGroupDescribe => route!(consumer_group_describe::handle),
-        ApiKey::IncrementalAlterConfigs => route!(incremental_alter_configs::handle),
-        ApiKey::DeleteRecords => route!(delete_records::handle),
-        ApiKey::AlterConfigs => route!(alter_configs::handle),
-        other => return Err(ConnectionError::UnsupportedVersion { api_key: other as i16, version }),
-    })
+    route(broker, session, request)
 }
 
-/// The error for a request's `current_leader_epoch` that does not match ours
-/// (-1 means the client did not say).
-fn leader_epoch_error(requested: i32, current: i32) -> Option<i16> {
-    use kafka_protocol::error::ResponseError;
-    match requested {
-        -1 => None,
-        r if r < current => Some(ResponseError::FencedLeaderEpoch.code()),
-        r if r > current => Some(ResponseError::UnknownLeaderEpoch.code()),
-        _ => None,
+/// Who a group member is: the client id from the request header and the
+/// connection's peer address, as DescribeGroups reports them.
+fn client_info(request: &Request, session: &Session) -> ClientInfo {
+    ClientInfo {
+        client_id: request.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        client_host: format!("/{}", session.peer.ip()),
     }
 }

@@ -6,8 +6,13 @@ use std::sync::Arc;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
+use super::error::KafkaError;
+use super::Versions;
 use crate::broker::Broker;
 use crate::coordinator::{CommitParams, PartitionCommit};
+
+/// The OffsetCommit versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(2, 9);
 
 /// Commits the offsets; answers once they are durable.
 pub async fn handle(broker: Arc<Broker>, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
@@ -37,9 +42,9 @@ pub async fn handle(broker: Arc<Broker>, request: OffsetCommitRequest, version: 
             })
             .collect(),
     };
-    let outcome = broker.groups.commit_offsets(&broker.topics, params);
+    let outcome = broker.groups().commit_offsets(broker.topic_lookup(), params);
     let outcome = match outcome {
-        Ok(results) => match broker.groups.wait_durable().await {
+        Ok(results) => match broker.groups().wait_durable().await {
             Ok(()) => Ok(results),
             Err(e) => Err(e),
         },

@@ -5,7 +5,12 @@ use std::sync::Arc;
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
+use super::error::KafkaError;
+use super::Versions;
 use crate::broker::Broker;
+
+/// The OffsetDelete versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 0);
 
 /// Deletes the offsets.
 pub async fn handle(broker: Arc<Broker>, request: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
@@ -14,7 +19,7 @@ pub async fn handle(broker: Arc<Broker>, request: OffsetDeleteRequest, _version:
         .iter()
         .map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect()))
         .collect();
-    match broker.groups.delete_offsets(&request.group_id, &wanted) {
+    match broker.groups().delete_offsets(&request.group_id, &wanted) {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
         Ok(results) => {
             let topics = results

@@ -10,6 +10,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::error::KafkaError;
+use super::Versions;
 use crate::broker::Broker;
 use crate::coordinator::FetchedOffsets;
 use crate::storage::group_store::StoredOffset;
@@ -17,13 +19,16 @@ use crate::error::GroupError;
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
 
+/// The OffsetFetch versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(1, 9);
+
 /// Answers an offset fetch.
 pub async fn handle(broker: Arc<Broker>, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     if version < 8 {
         let wanted: Wanted = request
             .topics
             .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-        let result = broker.groups.fetch_offsets(&request.group_id, wanted.as_deref(), None);
+        let result = broker.groups().fetch_offsets(&request.group_id, wanted.as_deref(), None);
         return single_group(result, wanted, version);
     }
     let groups = request
@@ -37,7 +42,7 @@ pub async fn handle(broker: Arc<Broker>, request: OffsetFetchRequest, version: i
                 Some(id) if version >= 9 && !(id.is_empty() && g.member_epoch < 0) => Some((id.as_str(), g.member_epoch)),
                 _ => None,
             };
-            let result = broker.groups.fetch_offsets(&g.group_id, wanted.as_deref(), member);
+            let result = broker.groups().fetch_offsets(&g.group_id, wanted.as_deref(), member);
             let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id);
             match result {
                 Ok(fetched) => group.with_topics(topics_v8(fetched)),

@@ -6,9 +6,14 @@ use std::sync::Arc;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::error::code_of;
+use super::Versions;
 use crate::broker::Broker;
 use crate::coordinator::{SyncOutcome, SyncParams};
 use crate::error::GroupError;
+
+/// The SyncGroup versions this broker answers (each has wire-level tests).
+pub const VERSIONS: Versions = Versions::new(0, 5);
 
 /// Syncs the member; resolves when the leader's assignment is in.
 pub fn handle(broker: Arc<Broker>, request: SyncGroupRequest, version: i16) -> impl Future<Output = SyncGroupResponse> {
@@ -20,13 +25,13 @@ pub fn handle(broker: Arc<Broker>, request: SyncGroupRequest, version: i16) -> i
         protocol_name: request.protocol_name.map(|s| s.to_string()),
         assignments: request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
     };
-    let pending = broker.groups.sync_group(&request.group_id, params);
+    let pending = broker.groups().sync_group(&request.group_id, params);
     async move {
         let outcome = tokio::select! {
             outcome = pending.resolve(|| SyncOutcome::failed(&GroupError::RebalanceInProgress)) => outcome,
-            _ = broker.shutdown.cancelled() => SyncOutcome::failed(&GroupError::CoordinatorNotAvailable),
+            _ = broker.shutdown_signal().cancelled() => SyncOutcome::failed(&GroupError::CoordinatorNotAvailable),
         };
-        let mut response = SyncGroupResponse::default().with_error_code(outcome.error).with_assignment(outcome.assignment);
+        let mut response = SyncGroupResponse::default().with_error_code(code_of(outcome.error.as_ref())).with_assignment(outcome.assignment);
         if version >= 5 {
             response.protocol_type = outcome.protocol_type.map(StrBytes::from_string);
             response.protocol_name = outcome.protocol_name.map(StrBytes::from_string);

@@ -196,13 +196,18 @@ impl Store {
         self.spares.lock().len()
     }
 
-    /// Waits until every write completed before this call is fsynced (a no-op when
-    /// fsync is off: the write already reached the WAL in the OS page cache).
-    pub async fn wait_durable(&self) -> Result<(), StorageError> {
+    /// What makes the writes completed before this call durable: nothing more when
+    /// fsync is off (they are in the WAL in the OS page cache), else an fsync.
+    pub fn durability(&self) -> Durability {
         match &self.syncer {
-            Some(syncer) => syncer.sync().await,
-            None => Ok(()),
+            Some(syncer) => Durability::Pending(syncer.request()),
+            None => Durability::Done,
         }
+    }
+
+    /// Waits until every write completed before this call is durable.
+    pub async fn wait_durable(&self) -> Result<(), StorageError> {
+        self.durability().wait().await
     }
 
     /// Flushes memtables and the WAL; called on clean shutdown.
@@ -260,6 +265,25 @@ fn clear_column_families(db: &Db, names: &[String]) -> Result<(), StorageError> 
         db.write(write)?;
     }
     Ok(())
+}
+
+/// Whether writes are durable yet, and how to wait until they are.
+#[derive(Debug)]
+pub enum Durability {
+    /// Already durable.
+    Done,
+    /// Durable once this fsync completes.
+    Pending(wal_sync::SyncTicket),
+}
+
+impl Durability {
+    /// Waits until durable.
+    pub async fn wait(self) -> Result<(), StorageError> {
+        match self {
+            Durability::Done => Ok(()),
+            Durability::Pending(ticket) => ticket.wait().await,
+        }
+    }
 }
 
 /// A snapshot of RocksDB's memory use.

@@ -97,9 +97,74 @@ pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<(), StorageErr
     configs.iter().try_for_each(|(k, v)| validate(k, v))
 }
 
+/// A topic's configs as the broker acts on them, parsed once when the topic is
+/// created, loaded or altered (never from strings on the produce path).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicPolicy {
+    /// Largest record batch accepted (`max.message.bytes`).
+    pub max_message_bytes: usize,
+    /// `cleanup.policy` includes `compact`: every record needs a key.
+    pub compact: bool,
+    /// `cleanup.policy` includes `delete`: retention applies.
+    pub delete: bool,
+    /// `message.timestamp.type` is `LogAppendTime`: the broker stamps batches.
+    pub log_append_time: bool,
+    /// `retention.ms` (-1: forever).
+    pub retention_ms: i64,
+    /// `retention.bytes` (-1: unbounded).
+    pub retention_bytes: i64,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+}
+
+impl TopicPolicy {
+    /// The policy of a topic with these overrides (Kafka's defaults for the rest).
+    /// Values were validated when they were set; an unparsable one falls back to the default.
+    pub fn from_configs(configs: &BTreeMap<String, String>) -> TopicPolicy {
+        fn get<T: std::str::FromStr>(configs: &BTreeMap<String, String>, key: &str) -> T {
+            configs
+                .get(key)
+                .and_then(|v| v.trim().parse().ok())
+                .or_else(|| default_of(key).and_then(|d| d.parse().ok()))
+                .expect("every policy key has a parsable default")
+        }
+        let cleanup = configs.get("cleanup.policy").map(String::as_str).or_else(|| default_of("cleanup.policy")).unwrap_or("delete");
+        let has = |p: &str| cleanup.split(',').any(|c| c.trim() == p);
+        TopicPolicy {
+            max_message_bytes: get::<i32>(configs, "max.message.bytes").max(0) as usize,
+            compact: has("compact"),
+            delete: has("delete"),
+            log_append_time: configs.get("message.timestamp.type").map(|v| v.trim()) == Some("LogAppendTime"),
+            retention_ms: get(configs, "retention.ms"),
+            retention_bytes: get(configs, "retention.bytes"),
+            min_insync_replicas: get(configs, "min.insync.replicas"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_is_parsed_from_overrides_and_defaults() {
+        let default = TopicPolicy::from_configs(&BTreeMap::new());
+        assert_eq!(default.max_message_bytes, 1_048_588);
+        assert!(default.delete && !default.compact && !default.log_append_time);
+        assert_eq!(default.retention_ms, 604_800_000);
+        let configs: BTreeMap<String, String> = [
+            ("cleanup.policy", "compact, delete"),
+            ("max.message.bytes", "1000"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("retention.bytes", "5"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let policy = TopicPolicy::from_configs(&configs);
+        assert!(policy.compact && policy.delete && policy.log_append_time);
+        assert_eq!((policy.max_message_bytes, policy.retention_bytes), (1000, 5));
+    }
 
     #[test]
     fn defaults_validate() {

@@ -9,6 +9,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::topic_config::TopicPolicy;
 use super::{keys, topic_config, PartitionLog, Store, META_CF};
 use crate::error::StorageError;
 
@@ -26,17 +27,29 @@ pub struct Topic {
     /// Config overrides set at creation.
     pub configs: BTreeMap<String, String>,
     /// Partition logs, by index.
-    pub partitions: Vec<Arc<PartitionLog>>,
+    pub(crate) partitions: Vec<Arc<PartitionLog>>,
+    /// The configs as the broker acts on them.
+    pub policy: TopicPolicy,
 }
 
 impl Topic {
+    fn new(name: String, id: Uuid, configs: BTreeMap<String, String>, partitions: Vec<Arc<PartitionLog>>) -> Topic {
+        let policy = TopicPolicy::from_configs(&configs);
+        Topic { name, id, configs, partitions, policy }
+    }
+
+    /// Number of partitions.
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+
     /// The value of a config key: the override or Kafka's default.
     pub fn config(&self, key: &str) -> Option<&str> {
         self.configs.get(key).map(String::as_str).or_else(|| topic_config::default_of(key))
     }
 
     /// The partition log with this index.
-    pub fn partition(&self, index: i32) -> Option<&Arc<PartitionLog>> {
+    pub(crate) fn partition(&self, index: i32) -> Option<&Arc<PartitionLog>> {
         usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
     }
 }
@@ -83,7 +96,7 @@ impl TopicStore {
                 .map(|p| PartitionLog::open(store.clone(), r.id, p))
                 .collect::<Result<Vec<_>, _>>()?;
             ids.insert(r.id, r.name.clone());
-            topics.insert(r.name.clone(), Arc::new(Topic { name: r.name, id: r.id, configs: r.configs, partitions }));
+            topics.insert(r.name.clone(), Arc::new(Topic::new(r.name, r.id, r.configs, partitions)));
         }
         tracing::info!(topics = topics.len(), "topics loaded");
         Ok(TopicStore { store, topics: RwLock::new(topics), ids: RwLock::new(ids), admin: Mutex::new(()) })
@@ -140,7 +153,7 @@ impl TopicStore {
         let logs = (0..partitions)
             .map(|p| PartitionLog::create(self.store.clone(), id, p))
             .collect::<Result<Vec<_>, _>>()?;
-        let topic = Arc::new(Topic { name: name.to_string(), id, configs, partitions: logs });
+        let topic = Arc::new(Topic::new(name.to_string(), id, configs, logs));
         self.persist(&topic)?;
         self.ids.write().insert(id, topic.name.clone());
         self.topics.write().insert(topic.name.clone(), topic.clone());
@@ -179,7 +192,7 @@ impl TopicStore {
         for p in current..count {
             partitions.push(PartitionLog::create(self.store.clone(), topic.id, p)?);
         }
-        let grown = Arc::new(Topic { name: topic.name.clone(), id: topic.id, configs: topic.configs.clone(), partitions });
+        let grown = Arc::new(Topic::new(topic.name.clone(), topic.id, topic.configs.clone(), partitions));
         self.persist(&grown)?;
         self.topics.write().insert(grown.name.clone(), grown);
         tracing::info!(topic = name, from = current, to = count, "partitions added");
@@ -200,7 +213,7 @@ impl TopicStore {
         if validate_only {
             return Ok(());
         }
-        let altered = Arc::new(Topic { name: topic.name.clone(), id: topic.id, configs, partitions: topic.partitions.clone() });
+        let altered = Arc::new(Topic::new(topic.name.clone(), topic.id, configs, topic.partitions.clone()));
         self.persist(&altered)?;
         self.topics.write().insert(altered.name.clone(), altered);
         tracing::info!(topic = name, "topic configs altered");

@@ -41,23 +41,40 @@ impl WalSyncer {
         WalSyncer { shared, synced: rx }
     }
 
-    /// Waits until an fsync that started after this call has completed.
-    pub async fn sync(&self) -> Result<(), StorageError> {
+    /// Asks for an fsync covering every write completed before this call; the
+    /// returned ticket resolves when one has finished.
+    pub fn request(&self) -> SyncTicket {
         let ticket = {
             let mut requested = self.shared.requested.lock();
             *requested += 1;
             *requested
         };
         self.shared.wake.notify_one();
-        let mut rx = self.synced.clone();
-        let state = rx
+        SyncTicket { ticket, synced: self.synced.clone() }
+    }
+}
+
+/// A pending fsync: [`SyncTicket::wait`] resolves once the WAL is synced past it.
+/// Tickets taken one after another are usually covered by the same fsync.
+#[derive(Debug)]
+pub struct SyncTicket {
+    ticket: u64,
+    synced: watch::Receiver<SyncState>,
+}
+
+impl SyncTicket {
+    /// Waits for the fsync that covers this ticket.
+    pub async fn wait(mut self) -> Result<(), StorageError> {
+        let ticket = self.ticket;
+        let state = self
+            .synced
             .wait_for(|s| s.done >= ticket || s.failed >= ticket)
             .await
             .map_err(|_| StorageError::ShuttingDown)?;
         if state.done >= ticket {
             Ok(())
         } else {
-            Err(StorageError::CorruptMetadata("write-ahead log fsync failed".into()))
+            Err(StorageError::FsyncFailed)
         }
     }
 }

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::group::{ms, ClassicGroup, ClassicMember, ClassicState, JoinTimer};
-use super::{ClientInfo, Ctx, Pending};
+use super::group::{ClassicGroup, ClassicMember, ClassicState, JoinTimer};
+use crate::coordinator::{ms, ClientInfo, Ctx, Pending};
 use crate::error::GroupError;
 
 /// A JoinGroup request.
@@ -49,8 +49,8 @@ pub struct JoinedMember {
 /// The answer to a JoinGroup.
 #[derive(Debug, Clone, Default)]
 pub struct JoinOutcome {
-    /// Error code (0 on success).
-    pub error: i16,
+    /// Why the request failed (None on success).
+    pub error: Option<GroupError>,
     /// The generation joined (-1 on error).
     pub generation: i32,
     /// Protocol type of the group.
@@ -70,7 +70,7 @@ pub struct JoinOutcome {
 impl JoinOutcome {
     /// A failed join.
     pub fn failed(error: &GroupError, member_id: &str) -> JoinOutcome {
-        JoinOutcome { error: error.code(), generation: -1, member_id: member_id.to_string(), ..Default::default() }
+        JoinOutcome { error: Some(error.clone()), generation: -1, member_id: member_id.to_string(), ..Default::default() }
     }
 }
 
@@ -94,8 +94,8 @@ pub struct SyncParams {
 /// The answer to a SyncGroup.
 #[derive(Debug, Clone, Default)]
 pub struct SyncOutcome {
-    /// Error code (0 on success).
-    pub error: i16,
+    /// Why the request failed (None on success).
+    pub error: Option<GroupError>,
     /// Protocol type.
     pub protocol_type: Option<String>,
     /// Protocol name.
@@ -107,7 +107,7 @@ pub struct SyncOutcome {
 impl SyncOutcome {
     /// A failed sync.
     pub fn failed(error: &GroupError) -> SyncOutcome {
-        SyncOutcome { error: error.code(), ..Default::default() }
+        SyncOutcome { error: Some(error.clone()), ..Default::default() }
     }
 }
 
@@ -164,7 +164,7 @@ impl ClassicGroup {
     /// The JoinGroup response of the current generation.
     fn join_response(&self, member_id: &str, with_members: bool, leader: String) -> JoinOutcome {
         JoinOutcome {
-            error: 0,
+            error: None,
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
@@ -368,7 +368,7 @@ impl ClassicGroup {
         let (generation, protocol_type, protocol_name) = (self.generation, self.protocol_type.clone(), self.protocol_name.clone());
         for m in self.members.values_mut() {
             let outcome = JoinOutcome {
-                error: 0,
+                error: None,
                 generation,
                 protocol_type: protocol_type.clone(),
                 protocol_name: protocol_name.clone(),
@@ -409,7 +409,7 @@ impl ClassicGroup {
             if let Some(tx) = m.awaiting_sync.take() {
                 let outcome = match error {
                     None => SyncOutcome {
-                        error: 0,
+                        error: None,
                         protocol_type: self.protocol_type.clone(),
                         protocol_name: self.protocol_name.clone(),
                         assignment: m.assignment.clone(),
@@ -457,7 +457,7 @@ impl ClassicGroup {
                 self.synced(&p.member_id);
                 let m = &self.members[&p.member_id];
                 Pending::Ready(SyncOutcome {
-                    error: 0,
+                    error: None,
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
                     assignment: m.assignment.clone(),
@@ -613,17 +613,17 @@ impl ClassicGroup {
     }
 
     /// The DescribeGroups view: members with metadata and assignment when Stable.
-    pub fn describe(&self) -> super::GroupDescription {
+    pub fn describe(&self) -> crate::coordinator::GroupDescription {
         let stable = self.state == ClassicState::Stable;
         let protocol = self.protocol_name.clone().unwrap_or_default();
-        super::GroupDescription {
+        crate::coordinator::GroupDescription {
             state: self.state.name().to_string(),
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
             protocol_data: if stable { protocol.clone() } else { String::new() },
             members: self
                 .members
                 .values()
-                .map(|m| super::MemberDescription {
+                .map(|m| crate::coordinator::MemberDescription {
                     member_id: m.id.clone(),
                     instance_id: m.instance_id.clone(),
                     client_id: m.client_id.clone(),

@@ -1,0 +1,119 @@
+//! The one place where errors of every layer become Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+
+use crate::broker::BrokerError;
+use crate::error::{GroupError, StorageError};
+use crate::storage::batch::BatchError;
+
+/// An error a client can be told about with a Kafka error code.
+pub trait KafkaError {
+    /// The Kafka error this maps to.
+    fn kafka_error(&self) -> ResponseError;
+
+    /// The Kafka error code a client sees.
+    fn code(&self) -> i16 {
+        self.kafka_error().code()
+    }
+}
+
+impl KafkaError for StorageError {
+    fn kafka_error(&self) -> ResponseError {
+        match self {
+            StorageError::Rocks(_) | StorageError::CorruptMetadata(_) | StorageError::FsyncFailed => {
+                ResponseError::KafkaStorageError
+            }
+            StorageError::Batch(e) => e.kafka_error(),
+            StorageError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            StorageError::UnknownTopicId => ResponseError::UnknownTopicId,
+            StorageError::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
+            StorageError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+            StorageError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            StorageError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            StorageError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            StorageError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            StorageError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            StorageError::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
+            StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            StorageError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        }
+    }
+}
+
+impl KafkaError for BatchError {
+    fn kafka_error(&self) -> ResponseError {
+        match self {
+            BatchError::CrcMismatch { .. } | BatchError::Truncated { .. } => ResponseError::CorruptMessage,
+            BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+            _ => ResponseError::InvalidRecord,
+        }
+    }
+}
+
+impl KafkaError for BrokerError {
+    fn kafka_error(&self) -> ResponseError {
+        match self {
+            BrokerError::Storage(e) => e.kafka_error(),
+            BrokerError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            BrokerError::UnknownTopicId => ResponseError::UnknownTopicId,
+            BrokerError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            BrokerError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+            BrokerError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+            BrokerError::KeylessRecordsInCompactedTopic(_) => ResponseError::InvalidRecord,
+            BrokerError::UnknownOffsetSpec(_) => ResponseError::InvalidRequest,
+            // Clients retry a produce on a storage error; the write may or may not be there.
+            BrokerError::NotDurable(_) => ResponseError::KafkaStorageError,
+            BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        }
+    }
+}
+
+impl KafkaError for GroupError {
+    fn kafka_error(&self) -> ResponseError {
+        match self {
+            GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+            GroupError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout,
+            GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+            GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+            GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+            GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+            GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+            GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+            GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+            GroupError::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
+            GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+            GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+            GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+            GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            GroupError::FencedMemberEpoch(_) => ResponseError::FencedMemberEpoch,
+            GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+            GroupError::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
+            GroupError::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId,
+            GroupError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            GroupError::UnsupportedVersion(_) => ResponseError::UnsupportedVersion,
+            // Clients retry a commit or join on COORDINATOR_NOT_AVAILABLE; a storage error
+            // code would be fatal to most of them.
+            GroupError::Storage(_) => ResponseError::CoordinatorNotAvailable,
+        }
+    }
+}
+
+/// The error code of an optional error (0: none).
+pub fn code_of<E: KafkaError>(error: Option<&E>) -> i16 {
+    error.map_or(0, KafkaError::code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_failures_are_storage_errors_and_batch_errors_are_record_errors() {
+        assert_eq!(StorageError::FsyncFailed.kafka_error(), ResponseError::KafkaStorageError);
+        let crc = StorageError::Batch(BatchError::CrcMismatch { stored: 1, computed: 2 });
+        assert_eq!(BrokerError::from(crc).kafka_error(), ResponseError::CorruptMessage);
+        assert_eq!(BrokerError::RecordTooLarge { size: 2, limit: 1 }.kafka_error(), ResponseError::MessageTooLarge);
+        assert_eq!(GroupError::Storage(std::sync::Arc::new(StorageError::FsyncFailed)).code(), ResponseError::CoordinatorNotAvailable.code());
+    }
+}
