@@ -89,7 +89,7 @@ pub async fn serve(
                 }
                 match reply {
                     Ok(Some(frame)) => {
-                        if let Err(e) = writer.write_all(&frame).await {
+                        if let Err(e) = frame.write_to(&mut writer).await {
                             tracing::debug!(error = %e, "client went away");
                             return;
                         }

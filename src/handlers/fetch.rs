@@ -9,7 +9,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 
 use super::error::KafkaError;
-use super::Versions;
+use super::{Sharing, Versions};
 use crate::broker::{Broker, FetchRequestSpec, FetchTarget, FetchedPartition, TopicRef};
 use crate::metrics::Metrics;
 
@@ -20,11 +20,12 @@ pub const VERSIONS: Versions = Versions::new(4, 17);
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Answers a fetch, waiting for data as the request allows.
-pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) -> Sharing<FetchResponse> {
     if request.session_id != 0 {
         // This broker hands out no fetch sessions (KIP-227 allows that), so a
         // session id can only be stale.
-        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        let body = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return Sharing { body, shared: Vec::new() };
     }
     // The response repeats each topic as the request named it, partitions in order.
     let mut shape = Vec::with_capacity(request.topics.len());
@@ -55,6 +56,7 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
     };
     let mut fetched = broker.fetch(spec).await.into_iter();
     let mut errors = 0u64;
+    let mut shared = Vec::new();
     let responses = shape
         .into_iter()
         .map(|(name, topic_id, indexes)| {
@@ -63,6 +65,9 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
                 .map(|index| {
                     let f = fetched.next().expect("one result per requested partition");
                     errors += f.result.is_err() as u64;
+                    if let Ok(read) = &f.result {
+                        shared.push(read.records.clone());
+                    }
                     partition_data(index, f, version)
                 })
                 .collect();
@@ -77,7 +82,7 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
     if errors > 0 {
         broker.metrics().errors.get_or_create(&Metrics::api(ApiKey::Fetch)).inc_by(errors);
     }
-    FetchResponse::default().with_responses(responses)
+    Sharing { body: FetchResponse::default().with_responses(responses), shared }
 }
 
 fn partition_data(index: i32, fetched: FetchedPartition, version: i16) -> PartitionData {

@@ -34,7 +34,7 @@ mod sync_group;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::ApiKey;
@@ -43,7 +43,7 @@ use kafka_protocol::protocol::Encodable;
 use crate::broker::{Broker, Endpoint};
 use crate::coordinator::ClientInfo;
 use crate::error::ConnectionError;
-use crate::protocol::{encode_response, Request};
+use crate::protocol::{encode_response, encode_response_sharing, Frame, Request};
 
 /// The version range of one API that its handler answers; each handler module
 /// declares its own as `VERSIONS`, next to its code.
@@ -77,7 +77,7 @@ pub struct Session {
 }
 
 /// The response of one request: an encoded frame, or nothing (produce with acks=0).
-pub type Reply = Result<Option<BytesMut>, ConnectionError>;
+pub type Reply = Result<Option<Frame>, ConnectionError>;
 
 /// A handler's answer: a response body, encoded into a frame, or no frame at all
 /// (a produce with acks=0 is not answered).
@@ -88,7 +88,22 @@ pub trait Answer: Send + 'static {
 
 impl<R: Encodable + Send + 'static> Answer for R {
     fn into_reply(self, api_key: ApiKey, version: i16, correlation_id: i32) -> Reply {
-        encode_response(api_key, version, correlation_id, &self).map(Some)
+        encode_response(api_key, version, correlation_id, &self).map(|b| Some(Frame::Contiguous(b)))
+    }
+}
+
+/// An answer carrying record batches that go to the socket by reference: the
+/// response is encoded around them and written with one vectored write.
+pub struct Sharing<R> {
+    /// The response.
+    pub body: R,
+    /// The record batches the body contains.
+    pub shared: Vec<Bytes>,
+}
+
+impl<R: Encodable + Send + 'static> Answer for Sharing<R> {
+    fn into_reply(self, api_key: ApiKey, version: i16, correlation_id: i32) -> Reply {
+        encode_response_sharing(api_key, version, correlation_id, &self.body, self.shared).map(Some)
     }
 }
 
@@ -97,7 +112,7 @@ pub struct Optional<R>(pub Option<R>);
 
 impl<R: Encodable + Send + 'static> Answer for Optional<R> {
     fn into_reply(self, api_key: ApiKey, version: i16, correlation_id: i32) -> Reply {
-        self.0.map_or(Ok(None), |body| encode_response(api_key, version, correlation_id, &body).map(Some))
+        self.0.map_or(Ok(None), |body| body.into_reply(api_key, version, correlation_id))
     }
 }
 
@@ -191,7 +206,7 @@ pub fn dispatch(
     if api_key == ApiKey::ApiVersions && in_range != Some(true) {
         // KIP-511: answer an unknown ApiVersions version with a v0 body.
         let body = api_versions::unsupported_version_response();
-        return Ok(async move { encode_response(api_key, 0, correlation_id, &body).map(Some) }.boxed());
+        return Ok(async move { body.into_reply(api_key, 0, correlation_id) }.boxed());
     }
     if in_range != Some(true) {
         return Err(ConnectionError::UnsupportedVersion { api_key: api_key as i16, version });

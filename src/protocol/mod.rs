@@ -8,6 +8,11 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 use crate::error::ConnectionError;
 
+pub mod frame;
+
+pub use frame::Frame;
+use frame::SegmentedBuf;
+
 /// The frame codec for requests: a 4-byte big-endian length, then the frame.
 pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -82,6 +87,33 @@ pub fn encode_response<R: Encodable>(
     let len = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf)
+}
+
+/// Encodes a response frame whose `shared` byte strings (record batches) are
+/// referenced, not copied, wherever the body contains them.
+pub fn encode_response_sharing<R: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+    shared: Vec<Bytes>,
+) -> Result<Frame, ConnectionError> {
+    let header_version = api_key.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size = 4
+        + header.compute_size(header_version).map_err(|e| ConnectionError::Encode(e.to_string()))?
+        + body.compute_size(version).map_err(|e| ConnectionError::Encode(e.to_string()))?;
+    let shared_len: usize = shared.iter().map(Bytes::len).sum();
+    let mut buf = SegmentedBuf::new(shared, size.saturating_sub(shared_len) + 64);
+    buf.put_i32(0); // length, patched below
+    header.encode(&mut buf, header_version).map_err(|e| ConnectionError::Encode(e.to_string()))?;
+    body.encode(&mut buf, version).map_err(|e| ConnectionError::Encode(format!("{api_key:?} v{version}: {e}")))?;
+    buf.patch_front(&((size - 4) as i32).to_be_bytes());
+    let frame = buf.into_frame();
+    if frame.len() != size {
+        return Err(ConnectionError::Encode(format!("{api_key:?} v{version}: encoded {} bytes, computed {size}", frame.len())));
+    }
+    Ok(frame)
 }
 
 #[cfg(test)]
