@@ -8,6 +8,8 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 use crate::error::ConnectionError;
 
+pub mod frames;
+
 /// The frame codec for requests: a 4-byte big-endian length, then the frame.
 pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
