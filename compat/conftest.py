@@ -4,6 +4,9 @@ Starts the Fluxo broker binary (``FLUXO_BIN``, default
 ``${CARGO_TARGET_DIR:-<repo>/target}/release/fluxo``) on a free loopback port
 with a temporary data dir, waits until it accepts TCP connections (with a
 deadline), and always kills it at teardown, even when the test failed.
+The broker runs with ``RUST_BACKTRACE=1`` and its output goes to a log file;
+a test fails at teardown if that log reports a panic (``panicked at``), even
+one the broker survived.
 
 ``FLUXO_COMPAT_TARGET=noida`` points the same harness at a peer broker
 (``noida-db start --only kafka``) instead; that is only for validating the
@@ -87,6 +90,8 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.log_path: Path | None = None
+        self.log_paths: list[Path] = []
+        self._panics_reported = 0
         self._log_fh = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +137,7 @@ class Broker:
             time.sleep(0.1)
         self.starts += 1
         self.log_path = self.log_dir / f"broker-{self.port}-start{self.starts}.log"
+        self.log_paths.append(self.log_path)
         self._log_fh = open(self.log_path, "wb")
         cmd = self.command()
         self._log_fh.write(("$ " + " ".join(cmd) + "\n").encode())
@@ -139,6 +145,7 @@ class Broker:
         # Hermetic: FLUXO_* variables in the caller's environment would override the
         # broker's defaults (clap env fallbacks), so they are not passed on.
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXO_")}
+        env["RUST_BACKTRACE"] = "1"  # a panic's backtrace lands in the log (see panic_lines)
         self.proc = subprocess.Popen(cmd, stdout=self._log_fh, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True, env=env,
                                      preexec_fn=_die_with_parent)
@@ -194,7 +201,8 @@ class Broker:
         return self.start()
 
     def close(self) -> None:
-        """Teardown: make sure nothing is left running."""
+        """Teardown: make sure nothing is left running; then fail the test if the
+        broker panicked (and the panic was not reported already)."""
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.stop(timeout=10)
@@ -202,6 +210,30 @@ class Broker:
                 pass
         self._reap_group()
         self._close_log()
+        self.fail_on_new_panics()
+
+    def panic_lines(self) -> list[str]:
+        """Lines of every log of this broker reporting a panic, each followed by
+        the line after it (the panic message)."""
+        found: list[str] = []
+        for path in self.log_paths:
+            if not path.exists():
+                continue
+            lines = path.read_text(errors="replace").splitlines()
+            for i, line in enumerate(lines):
+                if "panicked at" in line:
+                    found.append(f"{path.name}: {line}")
+                    if i + 1 < len(lines):
+                        found.append(f"    {lines[i + 1]}")
+        return found
+
+    def fail_on_new_panics(self) -> None:
+        """pytest.fail with the panic lines if the logs report a panic not yet reported."""
+        lines = self.panic_lines()
+        if len(lines) > self._panics_reported:
+            new = lines[self._panics_reported:]
+            self._panics_reported = len(lines)
+            pytest.fail("the broker panicked:\n" + "\n".join(new[:40]), pytrace=False)
 
     # -- helpers ----------------------------------------------------------
     def _kill_group(self, sig) -> None:
@@ -299,6 +331,9 @@ def _dump_shared_broker_log(request):
     if "broker" in request.fixturenames:
         b = request.getfixturevalue("broker")
         _report_on_failure(request, b)
+        if isinstance(b, Broker):
+            # Attribute a panic of the shared broker to the test that caused it.
+            b.fail_on_new_panics()
 
 
 @pytest.fixture

@@ -53,6 +53,17 @@ pub struct Config {
     pub group_consumer_session_timeout_ms: i32,
     /// Heartbeat interval told to KIP-848 members (`group.consumer.heartbeat.interval.ms`).
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// A connection without a complete request for this long is closed
+    /// (`connections.max.idle.ms`); a stalled partial frame counts as idle.
+    pub connections_max_idle_ms: u64,
+    /// Most client connections open at once (`max.connections`); 0 derives the cap
+    /// from the open-file limit, keeping descriptors in reserve for storage.
+    pub max_connections: usize,
+    /// Most client connections from one IP address (`max.connections.per.ip`); 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// Broker-wide cap on bytes buffered for request frames (`queued.max.request.bytes`);
+    /// while it is reached, connections stop reading large frames (backpressure).
+    pub queued_max_request_bytes: usize,
 }
 
 /// How log lines are written.
@@ -87,6 +98,10 @@ impl Default for Config {
             offsets_retention_minutes: 7 * 24 * 60,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
+            connections_max_idle_ms: 600_000,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            queued_max_request_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -169,6 +184,18 @@ pub struct Cli {
     /// KIP-848 groups: heartbeat interval in ms.
     #[arg(long, env = "FLUXO_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
     pub group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// Close connections without a complete request for this many ms.
+    #[arg(long, env = "FLUXO_CONNECTIONS_MAX_IDLE_MS")]
+    pub connections_max_idle_ms: Option<u64>,
+    /// Most open client connections (0: derived from the open-file limit).
+    #[arg(long, env = "FLUXO_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most open client connections per IP address (0: no cap).
+    #[arg(long, env = "FLUXO_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Broker-wide cap on bytes buffered for request frames.
+    #[arg(long, env = "FLUXO_QUEUED_MAX_REQUEST_BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -239,7 +266,11 @@ impl Config {
             group_initial_rebalance_delay_ms,
             offsets_retention_minutes,
             group_consumer_session_timeout_ms,
-            group_consumer_heartbeat_interval_ms
+            group_consumer_heartbeat_interval_ms,
+            connections_max_idle_ms,
+            max_connections,
+            max_connections_per_ip,
+            queued_max_request_bytes
         );
         config.validate()?;
         Ok(config)
@@ -310,6 +341,12 @@ impl Config {
         }
         if self.block_cache_mb == 0 || self.write_buffer_mb == 0 {
             return Err(invalid("block_cache_mb/write_buffer_mb", "must be > 0"));
+        }
+        if self.connections_max_idle_ms == 0 {
+            return Err(invalid("connections_max_idle_ms", "must be > 0"));
+        }
+        if self.queued_max_request_bytes < 1024 {
+            return Err(invalid("queued_max_request_bytes", "must be >= 1024"));
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
@@ -12,13 +12,13 @@ use kafka_protocol::messages::ApiKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_util::codec::FramedRead;
 use tracing::Instrument;
 
 use crate::broker::{Broker, Endpoint};
 use crate::error::ConnectionError;
 use crate::handlers::{self, Reply, Session};
 use crate::metrics::Metrics;
+use crate::protocol::frames::{FramePool, FrameReader, Reservation};
 use crate::protocol::{self, Request};
 
 /// Requests a client may have in flight on one connection before we stop reading.
@@ -30,20 +30,44 @@ const MAX_IN_FLIGHT: usize = 64;
 /// past this much data in flight, more pipelining adds no throughput.
 const MAX_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
 
-/// Serves one connection until the client closes it, it breaks the protocol, or
-/// the broker shuts down (then in-flight requests are answered first).
+/// What every connection shares: its limits.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    /// Close the connection after this long without a complete request while
+    /// nothing is in flight (`connections_max_idle_ms`).
+    pub max_idle: Duration,
+    /// The broker-wide budget for buffered request frames (`queued_max_request_bytes`).
+    pub pool: FramePool,
+}
+
+/// A request read and not yet finished: whether it is a produce, its size, and
+/// the bytes it holds in the request pool (released when it is done).
+struct Pending {
+    is_produce: bool,
+    size: usize,
+    _reservation: Reservation,
+}
+
+/// Serves one connection until the client closes it, it breaks the protocol,
+/// it stays idle for `settings.max_idle`, or the broker shuts down (then
+/// in-flight requests are answered first).
 ///
 /// Requests are processed in the order they arrive, as Kafka guarantees: a
 /// request starts only when the ones before it have finished. The exception is
 /// a run of produce requests: their appends happen in order when they start,
 /// and only their wait for durability overlaps, so pipelined produces share
 /// fsyncs without reordering anything a client can observe.
+///
+/// A request this broker refuses (an unknown API key, an unsupported version,
+/// an undecodable header or body) closes the connection, as Kafka does, once
+/// the requests before it have been answered.
 pub async fn serve(
     broker: Arc<Broker>,
     endpoint: Arc<Endpoint>,
     socket: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
+    settings: ConnectionSettings,
 ) {
     let _ = socket.set_nodelay(true);
     broker.metrics().connections.inc();
@@ -51,41 +75,66 @@ pub async fn serve(
     let _open = scopeguard(&broker);
     let session = Session { endpoint, peer };
     let (reader, mut writer) = socket.into_split();
-    let mut frames = FramedRead::with_capacity(reader, protocol::codec(broker.config().max_frame_bytes), 64 * 1024);
+    let mut frames = FrameReader::new(
+        reader,
+        broker.config().max_frame_bytes,
+        settings.pool.clone(),
+        broker.metrics().request_pool_waits.clone(),
+    );
     let mut in_flight = FuturesOrdered::new();
-    // Whether each in-flight request is a produce, and its size, oldest first.
-    let mut kinds: VecDeque<(bool, usize)> = VecDeque::new();
+    // Each in-flight request, oldest first.
+    let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut in_flight_bytes = 0usize;
-    let mut waiting: Option<Request> = None;
+    let mut waiting: Option<(Request, Reservation)> = None;
     let mut reading = true;
+    let idle = tokio::time::sleep(settings.max_idle);
+    tokio::pin!(idle);
     loop {
-        if let Some(request) = waiting.take() {
+        if let Some((request, reservation)) = waiting.take() {
             let is_produce = request.api_key == ApiKey::Produce;
             let size = request.body.len();
-            if kinds.is_empty() || (is_produce && kinds.iter().all(|(p, _)| *p)) {
+            if pending.is_empty() || (is_produce && pending.iter().all(|p| p.is_produce)) {
+                let (api_key, version) = (request.api_key, request.version);
+                let client_id = request.client_id.clone();
                 match start(&broker, &session, request) {
                     Ok(reply) => {
                         in_flight.push_back(reply);
-                        kinds.push_back((is_produce, size));
+                        pending.push_back(Pending { is_produce, size, _reservation: reservation });
                         in_flight_bytes += size;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "closing connection");
+                        broker.metrics().requests_refused.get_or_create(&Metrics::api(api_key)).inc();
+                        tracing::warn!(
+                            %peer,
+                            api_key = api_key as i16,
+                            api = ?api_key,
+                            version,
+                            client_id = client_id.as_deref().unwrap_or(""),
+                            error = %e,
+                            "refusing request: closing connection"
+                        );
                         reading = false;
                     }
                 }
             } else {
-                waiting = Some(request);
+                waiting = Some((request, reservation));
             }
+        }
+        // Nothing left to read, answer or start: done. (Checked before the select:
+        // with every branch disabled it would have nothing to wait for.)
+        if !reading && in_flight.is_empty() && waiting.is_none() {
+            break;
         }
         let can_read = reading
             && waiting.is_none()
             && in_flight.len() < MAX_IN_FLIGHT
             && in_flight_bytes < MAX_IN_FLIGHT_BYTES;
+        // The idle clock runs only while the client owes us the next request.
+        let idle_armed = reading && in_flight.is_empty() && waiting.is_none();
         tokio::select! {
             Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Some((_, size)) = kinds.pop_front() {
-                    in_flight_bytes -= size;
+                if let Some(done) = pending.pop_front() {
+                    in_flight_bytes -= done.size;
                 }
                 match reply {
                     Ok(Some(frame)) => {
@@ -100,21 +149,43 @@ pub async fn serve(
                         return;
                     }
                 }
+                idle.as_mut().reset(tokio::time::Instant::now() + settings.max_idle);
             }
-            frame = frames.next(), if can_read => {
-                match frame.map(|f| f.map_err(ConnectionError::from).and_then(|f| Request::parse(f.freeze()))) {
-                    Some(Ok(request)) => waiting = Some(request),
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "bad request, closing connection");
+            frame = frames.next_frame(), if can_read => {
+                match frame {
+                    Ok(Some(frame)) => match Request::parse(frame.bytes.freeze()) {
+                        Ok(request) => {
+                            waiting = Some((request, frame.reservation));
+                            idle.as_mut().reset(tokio::time::Instant::now() + settings.max_idle);
+                        }
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "bad request header: closing connection");
+                            reading = false;
+                        }
+                    },
+                    Ok(None) => reading = false,
+                    Err(protocol::frames::FrameError::Io(e)) => {
+                        tracing::debug!(error = %e, "connection closed while reading");
                         reading = false;
                     }
-                    None => reading = false,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "bad request frame: closing connection");
+                        reading = false;
+                    }
                 }
             }
             _ = shutdown.changed(), if reading => reading = false,
-        }
-        if !reading && in_flight.is_empty() && waiting.is_none() {
-            break;
+            _ = &mut idle, if idle_armed => {
+                broker.metrics().connections_idle_closed.inc();
+                tracing::info!(
+                    %peer,
+                    idle_ms = settings.max_idle.as_millis() as u64,
+                    mid_frame = frames.mid_frame(),
+                    "closing idle connection (connections_max_idle_ms)"
+                );
+                reading = false;
+            }
+            else => break,
         }
     }
     let _ = writer.shutdown().await;

@@ -39,6 +39,12 @@ fn main() -> ExitCode {
     if let Err(e) = fluxo::telemetry::init(&config) {
         eprintln!("fluxo: cannot set up logging: {e}");
     }
+    // Client connections and RocksDB share the open-file limit: take all the
+    // system allows; the connection cap (server.rs) keeps a reserve for storage.
+    match fluxo::server::raise_fd_limit() {
+        Some(limit) => tracing::info!(fd_limit = limit, "open-file limit"),
+        None => tracing::warn!("cannot read the open-file limit; connections are not capped by it"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

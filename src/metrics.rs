@@ -43,6 +43,13 @@ struct GroupPartitionLabels {
     partition: String,
 }
 
+/// Labels of connection-refusal metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Which limit refused the connection, e.g. `max_connections`.
+    pub reason: String,
+}
+
 type HistogramFamily = Family<ApiLabels, Histogram, fn() -> Histogram>;
 
 /// The broker's live metrics.
@@ -66,6 +73,16 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Connections accepted since start.
     pub connections_accepted: Counter,
+    /// Connections closed at once because a limit was reached, per limit.
+    pub connections_rejected: Family<ReasonLabels, Counter>,
+    /// Connections closed after `connections_max_idle_ms` without a complete request.
+    pub connections_idle_closed: Counter,
+    /// Request frames that had to wait for room in the request buffer pool.
+    pub request_pool_waits: Counter,
+    /// Bytes reserved in the request buffer pool (`queued_max_request_bytes`).
+    pub request_pool_bytes: Gauge,
+    /// Requests refused by closing the connection (unsupported version, undecodable).
+    pub requests_refused: Family<ApiLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -93,6 +110,36 @@ impl Default for Metrics {
         registry.register("fluxo_topic_records_out", "Records fetched per topic", records_out.clone());
         registry.register("fluxo_connections", "Open client connections", connections.clone());
         registry.register("fluxo_connections_accepted", "Client connections accepted", connections_accepted.clone());
+        let connections_rejected = Family::<ReasonLabels, Counter>::default();
+        let connections_idle_closed = Counter::default();
+        let request_pool_waits = Counter::default();
+        let request_pool_bytes = Gauge::default();
+        let requests_refused = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "fluxo_connections_rejected",
+            "Connections closed at once because a connection limit was reached, per limit",
+            connections_rejected.clone(),
+        );
+        registry.register(
+            "fluxo_connections_idle_closed",
+            "Connections closed after connections_max_idle_ms without a complete request",
+            connections_idle_closed.clone(),
+        );
+        registry.register(
+            "fluxo_request_pool_waits",
+            "Request frames that waited for room in the request buffer pool (queued_max_request_bytes)",
+            request_pool_waits.clone(),
+        );
+        registry.register(
+            "fluxo_request_pool_bytes",
+            "Bytes of request frames reserved in the request buffer pool",
+            request_pool_bytes.clone(),
+        );
+        registry.register(
+            "fluxo_requests_refused",
+            "Requests answered by closing the connection (unsupported version, undecodable), per API",
+            requests_refused.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -104,6 +151,11 @@ impl Default for Metrics {
             records_out,
             connections,
             connections_accepted,
+            connections_rejected,
+            connections_idle_closed,
+            request_pool_waits,
+            request_pool_bytes,
+            requests_refused,
         }
     }
 }
@@ -112,6 +164,11 @@ impl Metrics {
     /// Labels for an API.
     pub fn api(api: impl std::fmt::Debug) -> ApiLabels {
         ApiLabels { api: format!("{api:?}") }
+    }
+
+    /// Labels for a connection-refusal reason.
+    pub fn reason(reason: &str) -> ReasonLabels {
+        ReasonLabels { reason: reason.to_string() }
     }
 
     /// Labels for a topic.

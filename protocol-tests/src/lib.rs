@@ -141,6 +141,10 @@ pub struct BrokerOptions {
     pub auto_create_topics: bool,
     /// `--max-frame-bytes`, or the broker's default when `None`.
     pub max_frame_bytes: Option<u64>,
+    /// More command-line arguments, appended after the ones above.
+    pub extra_args: Vec<String>,
+    /// Open-file limit (soft and hard `RLIMIT_NOFILE`) of the broker process, if set.
+    pub nofile_limit: Option<u64>,
 }
 
 impl Default for BrokerOptions {
@@ -149,6 +153,8 @@ impl Default for BrokerOptions {
             num_partitions: 1,
             auto_create_topics: false,
             max_frame_bytes: None,
+            extra_args: Vec::new(),
+            nofile_limit: None,
         }
     }
 }
@@ -219,6 +225,44 @@ impl BrokerProcess {
         self.dir.path().join("broker.log")
     }
 
+    /// The broker process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The broker's combined stdout/stderr so far (every start of this broker).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Lines of the broker log reporting a panic, each with the line after it
+    /// (where the panic message is).
+    pub fn panic_lines(&self) -> Vec<String> {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let mut found = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains("panicked at") {
+                found.push(line.to_string());
+                if let Some(next) = lines.get(i + 1) {
+                    found.push(format!("    {next}"));
+                }
+            }
+        }
+        found
+    }
+
+    /// Panics if the broker log reports a panic (of any thread or task).
+    pub fn assert_no_panic(&self, context: &str) {
+        let panics = self.panic_lines();
+        assert!(
+            panics.is_empty(),
+            "{context}: the broker panicked ({} panic(s)):\n{}",
+            panics.len() / 2,
+            panics.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+        );
+    }
+
     /// The last lines of the broker's combined stdout/stderr.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
@@ -262,6 +306,22 @@ impl BrokerProcess {
                 .arg(self.options.auto_create_topics.to_string());
             if let Some(max) = self.options.max_frame_bytes {
                 cmd.arg("--max-frame-bytes").arg(max.to_string());
+            }
+            cmd.args(&self.options.extra_args);
+            // Panics carry a backtrace into the log, where Drop looks for them.
+            cmd.env("RUST_BACKTRACE", "1");
+            if let Some(limit) = self.options.nofile_limit {
+                use std::os::unix::process::CommandExt;
+                let rlimit = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
+                // SAFETY: setrlimit is async-signal-safe and touches only this struct.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
             }
             cmd.stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
@@ -395,6 +455,23 @@ impl BrokerProcess {
 
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
+        // A panic in the broker fails the test even when the broker survived it
+        // (a connection task's panic only ends that connection).
+        let panics = self.panic_lines();
+        if !panics.is_empty() && std::thread::panicking() {
+            eprintln!("--- the broker panicked too ---\n{}", panics.iter().take(40).cloned().collect::<Vec<_>>().join("\n"));
+        }
+        if !panics.is_empty() && !std::thread::panicking() {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            panic!(
+                "the broker panicked during the test (log {}):\n{}",
+                self.log_path().display(),
+                panics.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+            );
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };

@@ -4,22 +4,14 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio_util::codec::LengthDelimitedCodec;
 
 use crate::error::ConnectionError;
 
 pub mod frame;
+pub mod frames;
 
 pub use frame::Frame;
 use frame::SegmentedBuf;
-
-/// The frame codec for requests: a 4-byte big-endian length, then the frame.
-pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .max_frame_length(max_frame_bytes)
-        .new_codec()
-}
 
 /// A request whose header has been decoded; the body is still bytes.
 #[derive(Debug)]
