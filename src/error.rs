@@ -90,6 +90,23 @@ impl StorageError {
             StorageError::Batch(BatchError::UnsupportedMagic(_)) => {
                 ResponseError::UnsupportedForMessageFormat
             }
+            // Payloads that do not decompress are corrupt data (Kafka: CorruptRecordException).
+            StorageError::Batch(BatchError::Decompression { .. } | BatchError::DecompressedTooLarge { .. }) => {
+                ResponseError::CorruptMessage
+            }
+            // Kafka: InvalidRecordException from its record readers and log validator. An
+            // unknown codec is an IllegalArgumentException in Kafka; the client's data is
+            // at fault, so it is answered as an invalid record too.
+            StorageError::Batch(
+                BatchError::UnknownCodec(_)
+                | BatchError::ControlBatch
+                | BatchError::TransactionalBatch
+                | BatchError::RecordCountMismatch { .. }
+                | BatchError::TrailingBytes { .. }
+                | BatchError::InvalidRecord { .. }
+                | BatchError::OffsetDelta { .. }
+                | BatchError::TimestampOverflow { .. },
+            ) => ResponseError::InvalidRecord,
             StorageError::Batch(_) => ResponseError::InvalidRecord,
             StorageError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
             StorageError::UnknownTopicId => ResponseError::UnknownTopicId,

@@ -111,13 +111,13 @@ fn append(broker: &Broker, topic: &Arc<Topic>, data: PartitionProduceData, defer
     let log = topic.partition(data.index).ok_or(StorageError::UnknownTopicOrPartition)?.clone();
     let records = data.records.ok_or(BatchError::Empty)?;
     let max_bytes: usize = topic.config("max.message.bytes").and_then(|v| v.parse().ok()).unwrap_or(1_048_588);
-    let mut batches = batch::split_and_validate(records)?;
+    let mut batches = batch::split_and_validate_for(records, max_bytes)?;
     if let Some((_, too_big)) = batches.iter().find(|(_, b)| b.len() > max_bytes) {
         return Err(StorageError::RecordTooLarge(too_big.len()));
     }
     if topic.config("cleanup.policy").is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")) {
         // Compaction keeps the last record per key, so a record without one is refused, as
-        // Kafka does, with its index. A compressed batch is not decompressed to check.
+        // Kafka does, with its index (compressed batches are walked decompressed).
         let mut keyless = Vec::new();
         let mut first = 0;
         for (header, bytes) in &batches {
