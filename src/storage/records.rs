@@ -794,4 +794,41 @@ pub(crate) mod tests {
         assert_eq!(log.offset_for_timestamp(2500).unwrap(), Some((3, 3000)));
         assert_eq!(log.max_timestamp().unwrap(), Some((3, 3000)));
     }
+
+    /// Validation cost per core: `cargo test --release -p fluxo --lib walk_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement, run by hand"]
+    fn walk_throughput() {
+        // 1,000 records of 1 KiB, text-like (compresses about 3x).
+        let words = [&b"fluxo "[..], b"kafka ", b"record ", b"batch ", b"value ", b"2026 ", b"lorem ", b"ipsum "];
+        let mut seed = 17u64;
+        let mut raw = Vec::new();
+        for i in 0..1000 {
+            let mut value = Vec::with_capacity(1024);
+            while value.len() < 1024 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                value.extend_from_slice(words[(seed >> 61) as usize]);
+            }
+            value.truncate(1024);
+            raw.extend(record(i, i, Some(format!("key-{i}").as_bytes()), Some(&value), &[]));
+        }
+        for codec in [0, 3, 4, 2, 1] {
+            let b = build(attributes(codec), 1000, 999, 0, 999, &compress(codec, &raw));
+            let header = batch::validate(&b).unwrap();
+            let started = std::time::Instant::now();
+            let mut n = 0u64;
+            while started.elapsed() < std::time::Duration::from_secs(1) {
+                validate_records(&b, &header, 1 << 30).unwrap();
+                n += 1;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "codec {codec}: {} KiB batch ({} KiB compressed): {:.0} MB/s of records, {:.0} batches/s",
+                raw.len() / 1024,
+                b.len() / 1024,
+                (raw.len() as u64 * n) as f64 / secs / 1e6,
+                n as f64 / secs
+            );
+        }
+    }
 }
