@@ -129,13 +129,15 @@ impl Partition {
     /// and writes them. The returned ticket resolves when the write is durable.
     pub fn append(&self, records: Bytes) -> Result<AppendTicket, BrokerError> {
         let policy = &self.topic.policy;
-        let mut batches = batch::split_and_validate(records).map_err(crate::error::StorageError::from)?;
+        let mut batches =
+            batch::split_and_validate_for(records, policy.max_message_bytes).map_err(crate::error::StorageError::from)?;
         if let Some((_, too_big)) = batches.iter().find(|(_, b)| b.len() > policy.max_message_bytes) {
             return Err(BrokerError::RecordTooLarge { size: too_big.len(), limit: policy.max_message_bytes });
         }
         if policy.compact {
             // Compaction keeps the last record per key, so a record without one is
-            // refused, as Kafka does, with its index.
+            // refused, as Kafka does, with its index (compressed batches are walked
+            // decompressed).
             let mut keyless = Vec::new();
             let mut first = 0;
             for (header, bytes) in &batches {

@@ -46,6 +46,19 @@ impl KafkaError for BatchError {
         match self {
             BatchError::CrcMismatch { .. } | BatchError::Truncated { .. } => ResponseError::CorruptMessage,
             BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+            // Payloads that do not decompress are corrupt data (Kafka: CorruptRecordException).
+            BatchError::Decompression { .. } | BatchError::DecompressedTooLarge { .. } => ResponseError::CorruptMessage,
+            // Kafka: InvalidRecordException from its record readers and log validator. An
+            // unknown codec is an IllegalArgumentException in Kafka; the client's data is
+            // at fault, so it is answered as an invalid record too.
+            BatchError::UnknownCodec(_)
+            | BatchError::ControlBatch
+            | BatchError::TransactionalBatch
+            | BatchError::RecordCountMismatch { .. }
+            | BatchError::TrailingBytes { .. }
+            | BatchError::InvalidRecord { .. }
+            | BatchError::OffsetDelta { .. }
+            | BatchError::TimestampOverflow { .. } => ResponseError::InvalidRecord,
             _ => ResponseError::InvalidRecord,
         }
     }

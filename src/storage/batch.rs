@@ -1,8 +1,11 @@
 //! Record batch (magic v2) framing: validation and the two in-place rewrites the
-//! broker makes (base offset and partition leader epoch). Records are never decoded
-//! on the hot path; both rewritten fields lie outside the CRC-covered range.
+//! broker makes (base offset and partition leader epoch). Records are walked (see
+//! [`super::records`]) to validate them but never re-encoded; both rewritten fields
+//! lie outside the CRC-covered range.
 
 use bytes::{Bytes, BytesMut};
+
+use super::records;
 
 /// Size of the v2 batch header up to and including the record count.
 pub const HEADER_LEN: usize = 61;
@@ -46,6 +49,78 @@ pub enum BatchError {
         /// The header's last offset delta.
         last_offset_delta: i32,
     },
+    /// The compression codec id is not one Kafka defines (5, 6 and 7 fit the bits).
+    #[error("unknown compression codec id {0}")]
+    UnknownCodec(i16),
+    /// A client sent a control batch; only the broker writes those.
+    #[error("clients are not allowed to write control batches")]
+    ControlBatch,
+    /// A transactional batch: transactions are not supported.
+    #[error("transactional batches are not supported")]
+    TransactionalBatch,
+    /// The compressed records do not decode.
+    #[error("cannot decompress records (codec {codec}): {reason}")]
+    Decompression {
+        /// Codec id from the attributes.
+        codec: i16,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The compressed records expand beyond the bound (a decompression bomb).
+    #[error("records decompress to more than {limit} bytes")]
+    DecompressedTooLarge {
+        /// The bound, in decompressed bytes.
+        limit: u64,
+    },
+    /// The records end before the declared record count.
+    #[error("batch declares {declared} records but holds {found}")]
+    RecordCountMismatch {
+        /// Records the header declares.
+        declared: i32,
+        /// Complete records present.
+        found: i32,
+    },
+    /// Bytes follow the last declared record.
+    #[error("bytes remain after the {declared} declared records")]
+    TrailingBytes {
+        /// Records the header declares.
+        declared: i32,
+    },
+    /// A record's fields do not parse or disagree with its length.
+    #[error("record {index} is invalid: {reason}")]
+    InvalidRecord {
+        /// Position of the record in the batch.
+        index: i32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Record `index` does not carry offset delta `index`.
+    #[error("record {index} has offset delta {delta}")]
+    OffsetDelta {
+        /// Position of the record in the batch.
+        index: i32,
+        /// The offset delta it carries.
+        delta: i64,
+    },
+    /// The batch's base timestamp plus a record's delta overflows.
+    #[error("record {index}: timestamp overflows")]
+    TimestampOverflow {
+        /// Position of the record in the batch.
+        index: i32,
+    },
+}
+
+/// Kafka's default `max.message.bytes`, used when no topic setting is at hand.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
+
+/// How far the records of a batch may expand when decompressed, as a multiple of the
+/// topic's `max.message.bytes` (with that at least 1 MiB). Real data compresses far
+/// less; more is treated as a decompression bomb.
+pub const MAX_EXPANSION: u64 = 64;
+
+/// The decompressed-size bound for a topic whose `max.message.bytes` is `max_message_bytes`.
+pub fn max_uncompressed(max_message_bytes: usize) -> u64 {
+    (max_message_bytes.max(1 << 20) as u64).saturating_mul(MAX_EXPANSION)
 }
 
 /// The fields of a v2 batch header that the broker looks at.
@@ -107,7 +182,7 @@ impl BatchHeader {
 
     /// Total bytes of the batch including the offset and length fields.
     pub fn total_len(&self) -> usize {
-        LOG_OVERHEAD + self.batch_length as usize
+        (self.batch_length.max(0) as usize).saturating_add(LOG_OVERHEAD)
     }
 
     /// Offset of the last record.
@@ -144,19 +219,54 @@ impl BatchHeader {
     }
 }
 
-/// Splits the records of one partition of a produce request into validated batches.
+/// Splits the records of one partition of a produce request into validated batches
+/// (framing and every record), for a topic with the default `max.message.bytes`.
 pub fn split_and_validate(records: Bytes) -> Result<Vec<(BatchHeader, BytesMut)>, BatchError> {
+    split_and_validate_for(records, DEFAULT_MAX_MESSAGE_BYTES)
+}
+
+/// Splits the records of one partition of a produce request into validated batches:
+/// framing, CRC, codec, control and transactional bits, then every record (see
+/// [`validate_records`]); `max_message_bytes` is the topic's setting, which bounds
+/// how far compressed records may expand.
+pub fn split_and_validate_for(records: Bytes, max_message_bytes: usize) -> Result<Vec<(BatchHeader, BytesMut)>, BatchError> {
     if records.is_empty() {
         return Err(BatchError::Empty);
     }
+    let limit = max_uncompressed(max_message_bytes);
     let mut out = Vec::with_capacity(1);
     let mut rest = records;
     while !rest.is_empty() {
-        let header = validate(&rest)?;
-        let batch = rest.split_to(header.total_len());
-        out.push((header, BytesMut::from(batch)));
+        let mut header = validate(&rest)?;
+        let max_timestamp = validate_records(&rest[..header.total_len()], &header, limit)?;
+        let mut batch = BytesMut::from(rest.split_to(header.total_len()));
+        // As Kafka does, a CreateTime batch's max timestamp is the largest record
+        // timestamp (clients always send that; the header is set right if not).
+        if header.attributes & 0x08 == 0 && header.max_timestamp != max_timestamp {
+            batch[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+            let crc = crc32c::crc32c(&batch[CRC_START..]);
+            batch[17..21].copy_from_slice(&crc.to_be_bytes());
+            header = BatchHeader::parse(&batch)?;
+        }
+        out.push((header, batch));
     }
     Ok(out)
+}
+
+/// Checks what a client may not send (unknown codec, control or transactional
+/// batches) and walks every record of a batch that passed [`validate`]; returns the
+/// largest record timestamp. `max_uncompressed` bounds decompressed bytes.
+pub fn validate_records(batch: &[u8], header: &BatchHeader, max_uncompressed: u64) -> Result<i64, BatchError> {
+    if header.compression() > 4 {
+        return Err(BatchError::UnknownCodec(header.compression()));
+    }
+    if header.is_control() {
+        return Err(BatchError::ControlBatch);
+    }
+    if header.is_transactional() {
+        return Err(BatchError::TransactionalBatch);
+    }
+    Ok(records::walk(batch, header, max_uncompressed, |_| {})?.max_timestamp)
 }
 
 /// Validates the batch at the start of `buf`: magic, length, record count and CRC.
@@ -175,10 +285,7 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if header.total_len() > buf.len() {
         return Err(BatchError::Truncated { needed: header.total_len(), available: buf.len() });
     }
-    if header.record_count <= 0
-        || header.last_offset_delta < 0
-        || (header.record_count != header.last_offset_delta + 1 && header.compression() == 0)
-    {
+    if header.record_count <= 0 || header.last_offset_delta < 0 || header.record_count - 1 != header.last_offset_delta {
         return Err(BatchError::InvalidRecordCount {
             count: header.record_count,
             last_offset_delta: header.last_offset_delta,
@@ -204,70 +311,29 @@ pub fn offsets_of(stored: &[u8]) -> (i64, i64) {
     (base, base + delta as i64)
 }
 
-/// Timestamps of the records of an uncompressed batch, in order, or None if compressed.
+/// Offsets and timestamps of the records of a stored batch, in order; None if its
+/// records cannot be walked (data written by an older broker may be anything).
 pub fn record_timestamps(stored: &[u8]) -> Option<Vec<(i64, i64)>> {
     let header = BatchHeader::parse(stored).ok()?;
-    if header.compression() != 0 {
-        return None;
-    }
-    let mut pos = HEADER_LEN;
-    let end = header.total_len().min(stored.len());
-    let mut out = Vec::with_capacity(header.record_count.max(0) as usize);
-    for _ in 0..header.record_count {
-        let (len, n) = read_varint(&stored[pos..end])?;
-        let body_start = pos + n;
-        let mut p = body_start + 1; // attributes byte
-        let (ts_delta, n) = read_varlong(stored.get(p..end)?)?;
-        p += n;
-        let (off_delta, _) = read_varint(stored.get(p..end)?)?;
-        out.push((header.base_offset + off_delta as i64, header.base_timestamp + ts_delta));
-        pos = body_start + usize::try_from(len).ok()?;
-    }
+    let mut out = Vec::with_capacity(header.record_count.clamp(0, 1024) as usize);
+    let limit = max_uncompressed(DEFAULT_MAX_MESSAGE_BYTES.max(stored.len()));
+    records::walk(stored, &header, limit, |r| out.push((header.base_offset + r.index as i64, r.timestamp))).ok()?;
     Some(out)
 }
 
-/// Indexes (within the batch) of the records of an uncompressed batch that have no key,
-/// or None if the batch is compressed or its records cannot be walked.
+/// Indexes (within the batch) of the records that have no key, or None if the
+/// batch's records cannot be walked.
 pub fn keyless_records(stored: &[u8]) -> Option<Vec<i32>> {
     let header = BatchHeader::parse(stored).ok()?;
-    if header.compression() != 0 {
-        return None;
-    }
-    let mut pos = HEADER_LEN;
-    let end = header.total_len().min(stored.len());
     let mut out = Vec::new();
-    for index in 0..header.record_count {
-        let (len, n) = read_varint(stored.get(pos..end)?)?;
-        let body_start = pos + n;
-        let mut p = body_start + 1; // attributes byte
-        let (_, n) = read_varlong(stored.get(p..end)?)?; // timestamp delta
-        p += n;
-        let (_, n) = read_varint(stored.get(p..end)?)?; // offset delta
-        p += n;
-        let (key_len, _) = read_varint(stored.get(p..end)?)?;
-        if key_len < 0 {
-            out.push(index);
+    let limit = max_uncompressed(DEFAULT_MAX_MESSAGE_BYTES.max(stored.len()));
+    records::walk(stored, &header, limit, |r| {
+        if r.key_len < 0 {
+            out.push(r.index)
         }
-        pos = body_start + usize::try_from(len).ok()?;
-    }
+    })
+    .ok()?;
     Some(out)
-}
-
-fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
-    let mut value: u64 = 0;
-    for (i, byte) in buf.iter().enumerate().take(10) {
-        value |= ((byte & 0x7f) as u64) << (7 * i);
-        if byte & 0x80 == 0 {
-            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
-            return Some((decoded, i + 1));
-        }
-    }
-    None
-}
-
-fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
-    let (v, n) = read_varlong(buf)?;
-    Some((i32::try_from(v).ok()?, n))
 }
 
 #[cfg(test)]

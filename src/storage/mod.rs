@@ -10,6 +10,7 @@ pub mod keys;
 pub mod partition_log;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod records;
 pub mod topic_config;
 pub mod topic_store;
 pub mod wal_sync;

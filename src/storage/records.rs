@@ -1,0 +1,834 @@
+//! The records inside a magic-2 batch: a bounds-checked walk over every record,
+//! through a streaming decompressor for compressed batches.
+//!
+//! The walk checks what Kafka's `DefaultRecordBatch`/`DefaultRecord` readers and its
+//! log validator check, and a little more so that nothing stored can make a consumer
+//! fail: the declared record count equals the records present, record `i` has offset
+//! delta `i`, each record's length matches its fields (varints, key and value lengths
+//! ≥ -1, header count and header key lengths ≥ 0), nothing follows the last record,
+//! and `baseTimestamp + timestampDelta` does not overflow. Record bodies are skipped,
+//! never copied: an uncompressed batch is walked in place without allocating, a
+//! compressed one through a small buffer fed by the decoder, and a decoder that
+//! produces more than the caller's bound is stopped (a decompression bomb).
+//!
+//! Codecs: gzip (possibly several members), snappy (raw, as librdkafka sends it, or
+//! the xerial/snappy-java framing the Java client sends), LZ4 frames and zstd (the
+//! libzstd that RocksDB already links, through `zstd-sys`).
+
+use std::io::{self, Read};
+
+use super::batch::{BatchError, BatchHeader, HEADER_LEN};
+
+/// What the walk learns about one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Position of the record in the batch (equal to its offset delta).
+    pub index: i32,
+    /// The record's timestamp (base timestamp plus its delta).
+    pub timestamp: i64,
+    /// Length of the key, -1 for a null key.
+    pub key_len: i32,
+}
+
+/// What the walk learns about the whole batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkSummary {
+    /// Records walked (equal to the declared count when the walk succeeds).
+    pub records: i32,
+    /// Largest record timestamp, -1 when every record has timestamp -1 or less.
+    pub max_timestamp: i64,
+    /// Bytes of record data walked (after decompression).
+    pub uncompressed_bytes: u64,
+}
+
+/// Walks every record of `batch` (one whole stored or produced batch whose header is
+/// `header`), calling `visit` for each. `max_uncompressed` bounds the bytes a
+/// compressed batch may expand to. Errors name the first problem found.
+pub fn walk(
+    batch: &[u8],
+    header: &BatchHeader,
+    max_uncompressed: u64,
+    mut visit: impl FnMut(&RecordMeta),
+) -> Result<WalkSummary, BatchError> {
+    let end = header.total_len().min(batch.len());
+    let payload = batch.get(HEADER_LEN..end).unwrap_or(&[]);
+    let codec = header.compression();
+    match codec {
+        0 => walk_source(&mut SliceSource::new(payload), header, &mut visit),
+        1 => {
+            let decoder = flate2::read::MultiGzDecoder::new(payload);
+            walk_source(&mut ReadSource::new(decoder, codec, max_uncompressed), header, &mut visit)
+        }
+        2 => {
+            if payload.starts_with(XERIAL_MAGIC) {
+                let reader = XerialSnappy::new(payload)?;
+                walk_source(&mut ReadSource::new(reader, codec, max_uncompressed), header, &mut visit)
+            } else {
+                let len = snap::raw::decompress_len(payload).map_err(|e| decompression(codec, e))?;
+                check_snappy_len(len, payload.len(), max_uncompressed)?;
+                let mut out = vec![0u8; len];
+                snap::raw::Decoder::new().decompress(payload, &mut out).map_err(|e| decompression(codec, e))?;
+                walk_source(&mut SliceSource::new(&out), header, &mut visit)
+            }
+        }
+        3 => {
+            let decoder = lz4_flex::frame::FrameDecoder::new(payload);
+            walk_source(&mut ReadSource::new(decoder, codec, max_uncompressed), header, &mut visit)
+        }
+        4 => {
+            let decoder = ZstdReader::new(payload)?;
+            walk_source(&mut ReadSource::new(decoder, codec, max_uncompressed), header, &mut visit)
+        }
+        other => Err(BatchError::UnknownCodec(other)),
+    }
+}
+
+fn decompression(codec: i16, e: impl std::fmt::Display) -> BatchError {
+    BatchError::Decompression { codec, reason: e.to_string() }
+}
+
+/// Snappy expands at most ~21× (a 3-byte copy of 64 bytes): a block claiming more is
+/// corrupt, and one beyond the bound is a bomb; either is refused before allocating.
+fn check_snappy_len(len: usize, compressed: usize, max_uncompressed: u64) -> Result<(), BatchError> {
+    if len as u64 > max_uncompressed {
+        return Err(BatchError::DecompressedTooLarge { limit: max_uncompressed });
+    }
+    if len > compressed.saturating_mul(22).saturating_add(64) {
+        return Err(BatchError::Decompression { codec: 2, reason: format!("snappy block claims {len} bytes") });
+    }
+    Ok(())
+}
+
+/// Where the walk reads record bytes from.
+trait Source {
+    /// The next byte, None at the end of the records.
+    fn byte(&mut self) -> Result<Option<u8>, BatchError>;
+    /// Skips `n` bytes; false if the records end first.
+    fn skip(&mut self, n: u64) -> Result<bool, BatchError>;
+    /// Bytes consumed so far.
+    fn position(&self) -> u64;
+}
+
+/// An uncompressed payload, walked in place.
+struct SliceSource<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> SliceSource<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        SliceSource { buf, pos: 0 }
+    }
+}
+
+impl Source for SliceSource<'_> {
+    #[inline]
+    fn byte(&mut self) -> Result<Option<u8>, BatchError> {
+        let b = self.buf.get(self.pos).copied();
+        self.pos += b.is_some() as usize;
+        Ok(b)
+    }
+
+    #[inline]
+    fn skip(&mut self, n: u64) -> Result<bool, BatchError> {
+        let left = (self.buf.len() - self.pos) as u64;
+        if n > left {
+            self.pos = self.buf.len();
+            return Ok(false);
+        }
+        self.pos += n as usize;
+        Ok(true)
+    }
+
+    #[inline]
+    fn position(&self) -> u64 {
+        self.pos as u64
+    }
+}
+
+/// Bytes read through a decoder into a small buffer, with a bound on the total.
+struct ReadSource<R> {
+    reader: R,
+    codec: i16,
+    buf: Box<[u8]>,
+    pos: usize,
+    filled: usize,
+    /// Bytes produced by the decoder so far.
+    produced: u64,
+    limit: u64,
+}
+
+const READ_BUFFER: usize = 16 * 1024;
+
+impl<R: Read> ReadSource<R> {
+    fn new(reader: R, codec: i16, limit: u64) -> Self {
+        ReadSource { reader, codec, buf: vec![0u8; READ_BUFFER].into_boxed_slice(), pos: 0, filled: 0, produced: 0, limit }
+    }
+
+    /// Refills the buffer; false at the end of the stream.
+    fn fill(&mut self) -> Result<bool, BatchError> {
+        let n = loop {
+            match self.reader.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(decompression(self.codec, e)),
+            }
+        };
+        self.produced += n as u64;
+        if self.produced > self.limit {
+            return Err(BatchError::DecompressedTooLarge { limit: self.limit });
+        }
+        self.pos = 0;
+        self.filled = n;
+        Ok(n > 0)
+    }
+}
+
+impl<R: Read> Source for ReadSource<R> {
+    #[inline]
+    fn byte(&mut self) -> Result<Option<u8>, BatchError> {
+        if self.pos == self.filled && !self.fill()? {
+            return Ok(None);
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(Some(b))
+    }
+
+    fn skip(&mut self, mut n: u64) -> Result<bool, BatchError> {
+        loop {
+            let here = ((self.filled - self.pos) as u64).min(n);
+            self.pos += here as usize;
+            n -= here;
+            if n == 0 {
+                return Ok(true);
+            }
+            if !self.fill()? {
+                return Ok(false);
+            }
+        }
+    }
+
+    #[inline]
+    fn position(&self) -> u64 {
+        self.produced - (self.filled - self.pos) as u64
+    }
+}
+
+/// Reads a zigzag varint of at most `max_bytes` bytes. `Ok(None)` at a clean end of
+/// the source before the first byte; `Err(())` for a truncated or overlong varint.
+#[inline]
+fn read_varlong<S: Source>(src: &mut S, max_bytes: u32) -> Result<Option<Result<i64, &'static str>>, BatchError> {
+    let mut value: u64 = 0;
+    for i in 0..max_bytes {
+        let Some(byte) = src.byte()? else {
+            return Ok(if i == 0 { None } else { Some(Err("record data ends inside a varint")) });
+        };
+        value |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some(Ok(((value >> 1) as i64) ^ -((value & 1) as i64))));
+        }
+    }
+    Ok(Some(Err("varint is too long")))
+}
+
+/// The record-level walk shared by every source.
+fn walk_source<S: Source>(
+    src: &mut S,
+    header: &BatchHeader,
+    visit: &mut impl FnMut(&RecordMeta),
+) -> Result<WalkSummary, BatchError> {
+    let declared = header.record_count;
+    let mut max_timestamp = -1i64;
+    for index in 0..declared {
+        let invalid = |reason: &'static str| BatchError::InvalidRecord { index, reason };
+        // Reads one varint field of the record, which must not run past its end.
+        macro_rules! field {
+            ($bytes:expr, $end:expr) => {
+                match read_varlong(src, $bytes)? {
+                    Some(Ok(v)) if src.position() <= $end => v,
+                    Some(Ok(_)) => return Err(invalid("record fields run past its length")),
+                    Some(Err(reason)) => return Err(invalid(reason)),
+                    None => return Err(invalid("record data ends inside a record")),
+                }
+            };
+        }
+        let length = match read_varlong(src, 5)? {
+            None => return Err(BatchError::RecordCountMismatch { declared, found: index }),
+            Some(Err(reason)) => return Err(invalid(reason)),
+            Some(Ok(v)) if v < 0 || v > i32::MAX as i64 => return Err(invalid("negative record length")),
+            Some(Ok(v)) => v as u64,
+        };
+        let start = src.position();
+        let end = start + length;
+        // Attributes (one byte, unused in v2).
+        match src.byte()? {
+            Some(_) if src.position() <= end => {}
+            Some(_) => return Err(invalid("record fields run past its length")),
+            None => return Err(invalid("record data ends inside a record")),
+        }
+        let timestamp_delta = field!(10, end);
+        let offset_delta = field!(5, end);
+        if offset_delta != index as i64 {
+            return Err(BatchError::OffsetDelta { index, delta: offset_delta });
+        }
+        let timestamp = header.base_timestamp.checked_add(timestamp_delta).ok_or(BatchError::TimestampOverflow { index })?;
+        max_timestamp = max_timestamp.max(timestamp);
+        let key_len = field!(5, end);
+        skip_bytes(src, key_len, end, index, "key length below -1")?;
+        let value_len = field!(5, end);
+        skip_bytes(src, value_len, end, index, "value length below -1")?;
+        let headers = field!(5, end);
+        if headers < 0 {
+            return Err(invalid("negative header count"));
+        }
+        for _ in 0..headers {
+            // Each header takes at least two bytes, so the record length bounds this loop.
+            let key_len = field!(5, end);
+            if key_len < 0 {
+                return Err(invalid("negative header key length"));
+            }
+            skip_bytes(src, key_len, end, index, "")?;
+            let value_len = field!(5, end);
+            skip_bytes(src, value_len, end, index, "header value length below -1")?;
+        }
+        if src.position() != end {
+            return Err(invalid("record length does not match its fields"));
+        }
+        visit(&RecordMeta { index, timestamp, key_len: key_len as i32 });
+    }
+    if src.byte()?.is_some() {
+        return Err(BatchError::TrailingBytes { declared });
+    }
+    Ok(WalkSummary { records: declared, max_timestamp, uncompressed_bytes: src.position() })
+}
+
+/// Skips a length-prefixed field of `len` bytes (-1 is null) inside a record ending at `end`.
+#[inline]
+fn skip_bytes<S: Source>(src: &mut S, len: i64, end: u64, index: i32, below_minus_one: &'static str) -> Result<(), BatchError> {
+    if len < -1 {
+        return Err(BatchError::InvalidRecord { index, reason: below_minus_one });
+    }
+    if len <= 0 {
+        return Ok(());
+    }
+    if src.position() + len as u64 > end {
+        return Err(BatchError::InvalidRecord { index, reason: "record fields run past its length" });
+    }
+    if !src.skip(len as u64)? {
+        return Err(BatchError::InvalidRecord { index, reason: "record data ends inside a record" });
+    }
+    Ok(())
+}
+
+/// The xerial (snappy-java) stream header: magic, then version and compatible version.
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\0";
+const XERIAL_HEADER_LEN: usize = 16;
+
+/// Decodes the xerial framing: a 16-byte header, then blocks of a 4-byte big-endian
+/// compressed length and a raw snappy block.
+struct XerialSnappy<'a> {
+    input: &'a [u8],
+    pos: usize,
+    block: Vec<u8>,
+    block_pos: usize,
+}
+
+impl<'a> XerialSnappy<'a> {
+    fn new(input: &'a [u8]) -> Result<Self, BatchError> {
+        if input.len() < XERIAL_HEADER_LEN {
+            return Err(BatchError::Decompression { codec: 2, reason: "truncated xerial snappy header".into() });
+        }
+        Ok(XerialSnappy { input, pos: XERIAL_HEADER_LEN, block: Vec::new(), block_pos: 0 })
+    }
+
+    fn next_block(&mut self) -> io::Result<bool> {
+        let rest = &self.input[self.pos..];
+        if rest.is_empty() {
+            return Ok(false);
+        }
+        let corrupt = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+        let Some(len_bytes) = rest.get(..4) else { return Err(corrupt("truncated xerial block length".into())) };
+        let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        let Some(chunk) = rest.get(4..4usize.saturating_add(len)) else {
+            return Err(corrupt(format!("xerial block of {len} bytes is truncated")));
+        };
+        let out_len = snap::raw::decompress_len(chunk).map_err(|e| corrupt(e.to_string()))?;
+        // The ReadSource bounds the total; this bounds one block's allocation.
+        if out_len > chunk.len().saturating_mul(22).saturating_add(64) {
+            return Err(corrupt(format!("snappy block claims {out_len} bytes")));
+        }
+        self.block.resize(out_len, 0);
+        snap::raw::Decoder::new().decompress(chunk, &mut self.block).map_err(|e| corrupt(e.to_string()))?;
+        self.block_pos = 0;
+        self.pos += 4 + len;
+        Ok(true)
+    }
+}
+
+impl Read for XerialSnappy<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.block_pos == self.block.len() {
+            if !self.next_block()? {
+                return Ok(0);
+            }
+        }
+        let n = (self.block.len() - self.block_pos).min(out.len());
+        out[..n].copy_from_slice(&self.block[self.block_pos..self.block_pos + n]);
+        self.block_pos += n;
+        Ok(n)
+    }
+}
+
+/// A streaming zstd decoder over libzstd (one or more concatenated frames).
+struct ZstdReader<'a> {
+    ctx: std::ptr::NonNull<zstd_sys::ZSTD_DStream>,
+    input: &'a [u8],
+    pos: usize,
+    /// The last call's return: 0 when it completed (and flushed) a frame.
+    last: usize,
+}
+
+impl<'a> ZstdReader<'a> {
+    fn new(input: &'a [u8]) -> Result<Self, BatchError> {
+        // SAFETY: plain constructor; a null result is handled.
+        let ctx = unsafe { zstd_sys::ZSTD_createDStream() };
+        let ctx = std::ptr::NonNull::new(ctx).ok_or(BatchError::Decompression { codec: 4, reason: "out of memory".into() })?;
+        // A fresh stream is ready without ZSTD_initDStream; no frame is complete yet.
+        Ok(ZstdReader { ctx, input, pos: 0, last: 1 })
+    }
+}
+
+impl Read for ZstdReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.pos == self.input.len() && self.last == 0 {
+                // Every frame is complete and flushed, and no input is left.
+                return Ok(0);
+            }
+            let before = self.pos;
+            let mut inb = zstd_sys::ZSTD_inBuffer { src: self.input.as_ptr().cast(), size: self.input.len(), pos: self.pos };
+            let mut outb = zstd_sys::ZSTD_outBuffer { dst: out.as_mut_ptr().cast(), size: out.len(), pos: 0 };
+            // SAFETY: both buffers point into live slices of the stated sizes; the
+            // context is valid until drop.
+            let ret = unsafe { zstd_sys::ZSTD_decompressStream(self.ctx.as_ptr(), &mut outb, &mut inb) };
+            // SAFETY: pure function of the return code.
+            if unsafe { zstd_sys::ZSTD_isError(ret) } != 0 {
+                // SAFETY: libzstd returns a static NUL-terminated string.
+                let name = unsafe { std::ffi::CStr::from_ptr(zstd_sys::ZSTD_getErrorName(ret)) };
+                return Err(io::Error::new(io::ErrorKind::InvalidData, name.to_string_lossy().into_owned()));
+            }
+            self.pos = inb.pos.min(self.input.len());
+            self.last = ret;
+            if outb.pos > 0 {
+                return Ok(outb.pos);
+            }
+            if self.pos == self.input.len() {
+                return if ret == 0 {
+                    Ok(0)
+                } else {
+                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "zstd frame is truncated"))
+                };
+            }
+            if self.pos == before {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "zstd decoder made no progress"));
+            }
+        }
+    }
+}
+
+impl Drop for ZstdReader<'_> {
+    fn drop(&mut self) {
+        // SAFETY: created by ZSTD_createDStream and freed once.
+        unsafe {
+            zstd_sys::ZSTD_freeDStream(self.ctx.as_ptr());
+        }
+    }
+}
+
+// SAFETY: the decoder context is owned exclusively by this value.
+unsafe impl Send for ZstdReader<'_> {}
+
+/// Compresses `data` as one zstd frame (tests and tools build compressed batches with it).
+pub fn zstd_compress(data: &[u8], level: i32) -> Vec<u8> {
+    // SAFETY: pure function.
+    let bound = unsafe { zstd_sys::ZSTD_compressBound(data.len()) };
+    let mut out = vec![0u8; bound];
+    // SAFETY: `out` has `bound` writable bytes, `data` is a live slice.
+    let n = unsafe { zstd_sys::ZSTD_compress(out.as_mut_ptr().cast(), bound, data.as_ptr().cast(), data.len(), level) };
+    // SAFETY: pure function of the return code.
+    if unsafe { zstd_sys::ZSTD_isError(n) } != 0 {
+        return Vec::new();
+    }
+    out.truncate(n);
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::io::Write;
+
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::storage::batch::{self, split_and_validate, validate_records, LOG_OVERHEAD};
+
+    /// Appends `v` as a zigzag varint.
+    pub fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut u = ((v << 1) ^ (v >> 63)) as u64;
+        while u >= 0x80 {
+            out.push(u as u8 | 0x80);
+            u >>= 7;
+        }
+        out.push(u as u8);
+    }
+
+    fn bytes_field(out: &mut Vec<u8>, b: Option<&[u8]>) {
+        match b {
+            Some(b) => {
+                varint(out, b.len() as i64);
+                out.extend_from_slice(b);
+            }
+            None => varint(out, -1),
+        }
+    }
+
+    /// One encoded record (length prefix included).
+    pub fn record(offset_delta: i64, ts_delta: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&[u8], Option<&[u8]>)]) -> Vec<u8> {
+        let mut body = vec![0u8];
+        varint(&mut body, ts_delta);
+        varint(&mut body, offset_delta);
+        bytes_field(&mut body, key);
+        bytes_field(&mut body, value);
+        varint(&mut body, headers.len() as i64);
+        for (k, v) in headers {
+            bytes_field(&mut body, Some(k));
+            bytes_field(&mut body, *v);
+        }
+        let mut out = Vec::new();
+        varint(&mut out, body.len() as i64);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// A batch around `payload` with the given header fields, CRC set.
+    pub fn build(attributes: i16, count: i32, last_delta: i32, base_ts: i64, max_ts: i64, payload: &[u8]) -> BytesMut {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + payload.len()) as i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&[2]);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&attributes.to_be_bytes());
+        b.extend_from_slice(&last_delta.to_be_bytes());
+        b.extend_from_slice(&base_ts.to_be_bytes());
+        b.extend_from_slice(&max_ts.to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(payload);
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Codecs to build: 0-4 as Kafka numbers them, 5 = snappy in the xerial framing.
+    pub const XERIAL: u8 = 5;
+
+    /// `raw` compressed with `codec` (see [`XERIAL`]).
+    pub fn compress(codec: u8, raw: &[u8]) -> Vec<u8> {
+        match codec {
+            0 => raw.to_vec(),
+            1 => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(raw).unwrap();
+                e.finish().unwrap()
+            }
+            2 => snap::raw::Encoder::new().compress_vec(raw).unwrap(),
+            3 => {
+                let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                e.write_all(raw).unwrap();
+                e.finish().unwrap()
+            }
+            4 => zstd_compress(raw, 3),
+            XERIAL => {
+                let mut out = XERIAL_MAGIC.to_vec();
+                out.extend_from_slice(&1i32.to_be_bytes());
+                out.extend_from_slice(&1i32.to_be_bytes());
+                for chunk in raw.chunks(32 * 1024) {
+                    let block = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
+                    out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&block);
+                }
+                out
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    fn attributes(codec: u8) -> i16 {
+        if codec == XERIAL {
+            2
+        } else {
+            codec as i16
+        }
+    }
+
+    /// Five varied records (null key, null value, headers, a 40 KiB value that spans
+    /// decoder buffers and xerial blocks, a negative timestamp delta).
+    pub fn sample_records() -> (Vec<u8>, i32, i64) {
+        let big = vec![b'x'; 40 * 1024];
+        let mut raw = Vec::new();
+        raw.extend(record(0, 0, Some(b"k0"), Some(b"v0"), &[]));
+        raw.extend(record(1, 5, None, Some(b"v1"), &[(b"h", Some(b"1")), (b"n", None)]));
+        raw.extend(record(2, -3, Some(b"k2"), None, &[]));
+        raw.extend(record(3, 9, Some(b"k3"), Some(&big), &[(b"", Some(b""))]));
+        raw.extend(record(4, 2, Some(b""), Some(b""), &[]));
+        (raw, 5, 9)
+    }
+
+    fn first_error(b: &BytesMut) -> BatchError {
+        split_and_validate(b.clone().freeze()).expect_err("batch must be refused")
+    }
+
+    #[test]
+    fn valid_batches_of_every_codec_are_accepted_unchanged() {
+        let (raw, count, max_delta) = sample_records();
+        for codec in [0, 1, 2, 3, 4, XERIAL] {
+            let b = build(attributes(codec), count, count - 1, 1000, 1000 + max_delta, &compress(codec, &raw));
+            let parts = split_and_validate(b.clone().freeze()).unwrap_or_else(|e| panic!("codec {codec}: {e}"));
+            assert_eq!(parts.len(), 1);
+            assert_eq!(&parts[0].1[..], &b[..], "codec {codec}: stored bytes are the client's");
+            let ts = batch::record_timestamps(&b).expect("walkable");
+            assert_eq!(ts, vec![(0, 1000), (1, 1005), (2, 997), (3, 1009), (4, 1002)], "codec {codec}");
+            assert_eq!(batch::keyless_records(&b), Some(vec![1]), "codec {codec}");
+        }
+    }
+
+    #[test]
+    fn garbage_compressed_payloads_are_corrupt() {
+        let garbage = b"this is not a compressed payload, only some text bytes".repeat(3);
+        for codec in [1i16, 2, 3, 4] {
+            let b = build(codec, 1, 0, 1000, 1000, &garbage);
+            match first_error(&b) {
+                BatchError::Decompression { codec: c, .. } => assert_eq!(c, codec),
+                other => panic!("codec {codec}: {other:?}"),
+            }
+        }
+        // The xerial header with a garbage block.
+        let mut xerial = compress(XERIAL, b"");
+        xerial.extend_from_slice(&(garbage.len() as u32).to_be_bytes());
+        xerial.extend_from_slice(&garbage);
+        assert!(matches!(first_error(&build(2, 1, 0, 1000, 1000, &xerial)), BatchError::Decompression { codec: 2, .. }));
+        // A valid stream cut short.
+        let (raw, count, max_delta) = sample_records();
+        for codec in [1, 3, 4, XERIAL] {
+            let mut z = compress(codec, &raw);
+            z.truncate(z.len() - 7);
+            let e = first_error(&build(attributes(codec), count, count - 1, 1000, 1000 + max_delta, &z));
+            assert!(matches!(e, BatchError::Decompression { .. }), "codec {codec}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_codecs_control_and_transactional_batches_are_refused() {
+        let raw = record(0, 0, Some(b"k"), Some(b"v"), &[]);
+        for codec in [5i16, 6, 7] {
+            assert_eq!(first_error(&build(codec, 1, 0, 1000, 1000, &raw)), BatchError::UnknownCodec(codec));
+        }
+        assert_eq!(first_error(&build(0x20, 1, 0, 1000, 1000, &raw)), BatchError::ControlBatch);
+        assert_eq!(first_error(&build(0x10, 1, 0, 1000, 1000, &raw)), BatchError::TransactionalBatch);
+    }
+
+    #[test]
+    fn record_count_must_match_the_records_for_every_codec() {
+        // A header-only batch claiming 2^31-1 records.
+        let b = build(0, i32::MAX, i32::MAX - 1, 1000, 1000, &[]);
+        assert_eq!(first_error(&b), BatchError::RecordCountMismatch { declared: i32::MAX, found: 0 });
+        let (raw, count, max_delta) = sample_records();
+        for codec in [0, 1, 2, 3, 4, XERIAL] {
+            let payload = compress(codec, &raw);
+            let b = build(attributes(codec), count + 1, count, 1000, 1000 + max_delta, &payload);
+            assert_eq!(first_error(&b), BatchError::RecordCountMismatch { declared: count + 1, found: count }, "codec {codec}");
+            let b = build(attributes(codec), i32::MAX, i32::MAX - 1, 1000, 1000, &compress(codec, &[]));
+            assert_eq!(first_error(&b), BatchError::RecordCountMismatch { declared: i32::MAX, found: 0 }, "codec {codec}");
+            let b = build(attributes(codec), count - 1, count - 2, 1000, 1000 + max_delta, &payload);
+            assert_eq!(first_error(&b), BatchError::TrailingBytes { declared: count - 1 }, "codec {codec}");
+            // lastOffsetDelta must be count - 1 whatever the codec.
+            let b = build(attributes(codec), count, count + 3, 1000, 1000 + max_delta, &payload);
+            assert_eq!(
+                first_error(&b),
+                BatchError::InvalidRecordCount { count, last_offset_delta: count + 3 },
+                "codec {codec}"
+            );
+        }
+    }
+
+    #[test]
+    fn offset_deltas_must_be_the_record_index() {
+        let mut raw = record(0, 0, None, Some(b"a"), &[]);
+        raw.extend(record(5, 0, None, Some(b"b"), &[]));
+        for codec in [0, 3] {
+            let b = build(attributes(codec), 2, 1, 1000, 1000, &compress(codec, &raw));
+            assert_eq!(first_error(&b), BatchError::OffsetDelta { index: 1, delta: 5 });
+        }
+    }
+
+    #[test]
+    fn lying_record_lengths_and_fields_are_refused() {
+        let good = record(0, 0, Some(b"key"), Some(b"value"), &[(b"h", Some(b"v"))]);
+        let invalid = |payload: &[u8]| first_error(&build(0, 1, 0, 1000, 1000, payload));
+        // Length larger than the fields (the record then swallows what follows).
+        let mut longer = good.clone();
+        longer[0] += 2 * 2;
+        longer.extend_from_slice(&[0, 0]);
+        assert!(matches!(invalid(&longer), BatchError::InvalidRecord { index: 0, .. }), "{:?}", invalid(&longer));
+        // Length smaller than the fields.
+        let mut shorter = good.clone();
+        shorter[0] -= 2 * 3;
+        assert!(matches!(invalid(&shorter), BatchError::InvalidRecord { index: 0, .. }));
+        // Length running past the end of the batch.
+        let mut past = good.clone();
+        past[0] = 0x7e; // 63 bytes
+        assert!(matches!(invalid(&past), BatchError::InvalidRecord { index: 0, .. }));
+        // A first record claiming 2^31-1 bytes in a tiny batch.
+        let mut huge = Vec::new();
+        varint(&mut huge, i32::MAX as i64);
+        huge.extend_from_slice(&good[1..]);
+        assert!(matches!(invalid(&huge), BatchError::InvalidRecord { index: 0, .. }));
+        // Key and value lengths below -1, negative header count and header key length.
+        for (key, value, headers, hkey) in [(-2i64, 1i64, 0i64, 0i64), (-1, -5, 0, 0), (-1, -1, -1, 0), (-1, -1, 1, -1)] {
+            let mut body = vec![0u8, 0, 0];
+            varint(&mut body, key);
+            varint(&mut body, value);
+            if value > 0 {
+                body.push(b'v');
+            }
+            varint(&mut body, headers);
+            if headers > 0 {
+                varint(&mut body, hkey);
+                varint(&mut body, -1);
+            }
+            let mut rec = Vec::new();
+            varint(&mut rec, body.len() as i64);
+            rec.extend(body);
+            assert!(matches!(invalid(&rec), BatchError::InvalidRecord { index: 0, .. }), "{key} {value} {headers} {hkey}");
+        }
+        // An overlong varint.
+        let mut overlong = vec![0x14u8, 0];
+        overlong.extend_from_slice(&[0xff; 11]);
+        assert!(matches!(invalid(&overlong), BatchError::InvalidRecord { index: 0, .. }));
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_last_record_are_refused() {
+        let mut raw = record(0, 0, Some(b"k"), Some(b"v"), &[]);
+        raw.push(0);
+        assert_eq!(first_error(&build(0, 1, 0, 1000, 1000, &raw)), BatchError::TrailingBytes { declared: 1 });
+        assert_eq!(first_error(&build(4, 1, 0, 1000, 1000, &compress(4, &raw))), BatchError::TrailingBytes { declared: 1 });
+    }
+
+    #[test]
+    fn timestamp_overflow_is_refused_and_max_timestamp_is_the_records() {
+        let raw = record(0, 1, Some(b"k"), Some(b"v"), &[]);
+        assert_eq!(first_error(&build(0, 1, 0, i64::MAX, i64::MAX, &raw)), BatchError::TimestampOverflow { index: 0 });
+        // A CreateTime batch whose header max timestamp disagrees is stored with the records' max, as Kafka does.
+        let parts = split_and_validate(build(0, 1, 0, 1000, 5, &raw).freeze()).unwrap();
+        assert_eq!(parts[0].0.max_timestamp, 1001);
+        assert_eq!(batch::validate(&parts[0].1).unwrap().max_timestamp, 1001, "crc still valid");
+    }
+
+    #[test]
+    fn decompression_bombs_stop_at_the_bound() {
+        let zeros = vec![0u8; 4 << 20];
+        let raw = record(0, 0, None, Some(&zeros), &[]);
+        for codec in [1, 3, 4, XERIAL, 2] {
+            let b = build(attributes(codec), 1, 0, 1000, 1000, &compress(codec, &raw));
+            let header = batch::validate(&b).unwrap();
+            assert_eq!(
+                validate_records(&b, &header, 1 << 20),
+                Err(BatchError::DecompressedTooLarge { limit: 1 << 20 }),
+                "codec {codec}"
+            );
+            assert!(validate_records(&b, &header, 8 << 20).is_ok(), "codec {codec} within the bound");
+        }
+    }
+
+    #[test]
+    fn poisoned_stored_batches_do_not_panic_list_offsets() {
+        use crate::storage::{Store, StoreOptions, TopicStore};
+        // The first record claims more bytes than the batch holds (as an older broker stored it).
+        let mut raw = Vec::new();
+        varint(&mut raw, 500);
+        raw.extend_from_slice(&[0, 0, 0, 1, 1]);
+        let poisoned = build(0, 3, 2, 1000, 2000, &raw);
+        assert_eq!(batch::record_timestamps(&poisoned), None);
+        assert_eq!(batch::keyless_records(&poisoned), None);
+        // Every prefix and every corruption of a valid batch is walked without panicking.
+        let (raw, count, max_delta) = sample_records();
+        for codec in [0, 1, 2, 3, 4, XERIAL] {
+            let b = build(attributes(codec), count, count - 1, 1000, 1000 + max_delta, &compress(codec, &raw));
+            for cut in (HEADER_LEN..b.len()).step_by(97) {
+                let _ = batch::record_timestamps(&b[..cut]);
+                let mut flipped = b.clone();
+                flipped[cut] ^= 0x5a;
+                let _ = batch::record_timestamps(&flipped);
+                let _ = batch::keyless_records(&flipped);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false, spare_column_families: 4 };
+        let store = Store::open(dir.path(), &opts).unwrap();
+        let topics = TopicStore::load(store).unwrap();
+        let t = topics.create("poison", 1, Default::default()).unwrap();
+        let log = t.partition(0).unwrap();
+        let header = batch::BatchHeader::parse(&poisoned).unwrap();
+        log.append(vec![(header, poisoned.clone())], false).unwrap();
+        let good = build(0, 1, 0, 3000, 3000, &record(0, 0, Some(b"k"), Some(b"v"), &[]));
+        log.append(split_and_validate(good.freeze()).unwrap(), false).unwrap();
+        assert_eq!(log.offset_for_timestamp(1500).unwrap(), Some((0, 2000)), "poisoned batch answered from its header");
+        assert_eq!(log.offset_for_timestamp(2500).unwrap(), Some((3, 3000)));
+        assert_eq!(log.max_timestamp().unwrap(), Some((3, 3000)));
+    }
+
+    /// Validation cost per core: `cargo test --release -p fluxo --lib walk_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement, run by hand"]
+    fn walk_throughput() {
+        // 1,000 records of 1 KiB, text-like (compresses about 3x).
+        let words = [&b"fluxo "[..], b"kafka ", b"record ", b"batch ", b"value ", b"2026 ", b"lorem ", b"ipsum "];
+        let mut seed = 17u64;
+        let mut raw = Vec::new();
+        for i in 0..1000 {
+            let mut value = Vec::with_capacity(1024);
+            while value.len() < 1024 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                value.extend_from_slice(words[(seed >> 61) as usize]);
+            }
+            value.truncate(1024);
+            raw.extend(record(i, i, Some(format!("key-{i}").as_bytes()), Some(&value), &[]));
+        }
+        for codec in [0, 3, 4, 2, 1] {
+            let b = build(attributes(codec), 1000, 999, 0, 999, &compress(codec, &raw));
+            let header = batch::validate(&b).unwrap();
+            let started = std::time::Instant::now();
+            let mut n = 0u64;
+            while started.elapsed() < std::time::Duration::from_secs(1) {
+                validate_records(&b, &header, 1 << 30).unwrap();
+                n += 1;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "codec {codec}: {} KiB batch ({} KiB compressed): {:.0} MB/s of records, {:.0} batches/s",
+                raw.len() / 1024,
+                b.len() / 1024,
+                (raw.len() as u64 * n) as f64 / secs / 1e6,
+                n as f64 / secs
+            );
+        }
+    }
+}
