@@ -53,6 +53,9 @@ pub struct Config {
     pub group_consumer_session_timeout_ms: i32,
     /// Heartbeat interval told to KIP-848 members (`group.consumer.heartbeat.interval.ms`).
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// Read every partition's stored data with checksums verified at start-up, and
+    /// take partitions whose data is corrupted offline before serving.
+    pub verify_on_start: bool,
 }
 
 /// How log lines are written.
@@ -87,6 +90,7 @@ impl Default for Config {
             offsets_retention_minutes: 7 * 24 * 60,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
+            verify_on_start: false,
         }
     }
 }
@@ -169,6 +173,9 @@ pub struct Cli {
     /// KIP-848 groups: heartbeat interval in ms.
     #[arg(long, env = "FLUXO_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
     pub group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// Verify the checksums of all stored data at start-up.
+    #[arg(long, env = "FLUXO_VERIFY_ON_START")]
+    pub verify_on_start: Option<bool>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -239,7 +246,8 @@ impl Config {
             group_initial_rebalance_delay_ms,
             offsets_retention_minutes,
             group_consumer_session_timeout_ms,
-            group_consumer_heartbeat_interval_ms
+            group_consumer_heartbeat_interval_ms,
+            verify_on_start
         );
         config.validate()?;
         Ok(config)

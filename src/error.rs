@@ -71,6 +71,17 @@ pub enum StorageError {
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// Stored data failed its checksums: the partition is offline until repaired.
+    #[error("partition {partition} is offline: corrupted data: {detail}")]
+    Corruption {
+        /// The partition (topic id and index).
+        partition: String,
+        /// What RocksDB reported, naming the file.
+        detail: String,
+    },
+    /// The storage engine is being reopened after a failure; retry shortly.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StorageError {
@@ -106,6 +117,7 @@ impl StorageError {
             StorageError::RecordTooLarge(_) => ResponseError::MessageTooLarge,
             StorageError::KeylessRecordsInCompactedTopic(_) => ResponseError::InvalidRecord,
             StorageError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            StorageError::Corruption { .. } | StorageError::Unavailable(_) => ResponseError::KafkaStorageError,
         }
     }
 }
