@@ -64,6 +64,9 @@ pub struct Config {
     /// Broker-wide cap on bytes buffered for request frames (`queued.max.request.bytes`);
     /// while it is reached, connections stop reading large frames (backpressure).
     pub queued_max_request_bytes: usize,
+    /// Read every partition's stored data with checksums verified at start-up, and
+    /// take partitions whose data is corrupted offline before serving.
+    pub verify_on_start: bool,
 }
 
 /// How log lines are written.
@@ -102,6 +105,7 @@ impl Default for Config {
             max_connections: 0,
             max_connections_per_ip: 0,
             queued_max_request_bytes: 256 * 1024 * 1024,
+            verify_on_start: false,
         }
     }
 }
@@ -196,6 +200,9 @@ pub struct Cli {
     /// Broker-wide cap on bytes buffered for request frames.
     #[arg(long, env = "FLUXO_QUEUED_MAX_REQUEST_BYTES")]
     pub queued_max_request_bytes: Option<usize>,
+    /// Verify the checksums of all stored data at start-up.
+    #[arg(long, env = "FLUXO_VERIFY_ON_START")]
+    pub verify_on_start: Option<bool>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -270,7 +277,8 @@ impl Config {
             connections_max_idle_ms,
             max_connections,
             max_connections_per_ip,
-            queued_max_request_bytes
+            queued_max_request_bytes,
+            verify_on_start
         );
         config.validate()?;
         Ok(config)

@@ -67,6 +67,17 @@ pub enum StorageError {
     /// fsync of the write-ahead log failed: the write may not survive a power loss.
     #[error("write-ahead log fsync failed")]
     FsyncFailed,
+    /// Stored data failed its checksums: the partition is offline until repaired.
+    #[error("partition {partition} is offline: corrupted data: {detail}")]
+    Corruption {
+        /// The partition (topic id and index).
+        partition: String,
+        /// What RocksDB reported, naming the file.
+        detail: String,
+    },
+    /// The storage engine is being reopened after a failure; retry shortly.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Errors that end a client connection (the protocol cannot continue on it).

@@ -220,6 +220,7 @@ impl Metrics {
         partitions.register("fluxo_group_committed_offset", "Offset a consumer group committed for the partition", committed);
         partitions.register("fluxo_group_lag", "High watermark minus the group's committed offset", lag);
         register_memory(&mut partitions, store);
+        register_storage_health(&mut partitions, store);
         let _ = encode(&mut out, &partitions);
         out
     }
@@ -248,4 +249,48 @@ fn register_memory(registry: &mut Registry, store: &Store) {
             registry.register("fluxo_allocator_resident_bytes", "Bytes of allocator pages resident in memory", gauge(v));
         }
     }
+}
+
+/// Labels of the storage corruption counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CorruptionLabels {
+    kind: String,
+}
+
+/// Storage fault counters, read at scrape time from the store: corruption found,
+/// acknowledged records lost to it, and the database refusing writes.
+fn register_storage_health(registry: &mut Registry, store: &Store) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = store.stats();
+    let counter = |v: u64| {
+        let c: Counter = Counter::default();
+        c.inc_by(v);
+        c
+    };
+    let corruption = Family::<CorruptionLabels, Counter>::default();
+    corruption.get_or_create(&CorruptionLabels { kind: "wal".into() }).inc_by(stats.wal_corruptions.load(Relaxed));
+    corruption.get_or_create(&CorruptionLabels { kind: "sst".into() }).inc_by(stats.sst_corruptions.load(Relaxed));
+    registry.register(
+        "fluxo_storage_corruption",
+        "Damaged write-ahead logs (kind=wal) and partitions with corrupted table data (kind=sst) found",
+        corruption,
+    );
+    registry.register(
+        "fluxo_storage_recovery_lost_records",
+        "Acknowledged records found missing when recovering from damaged storage",
+        counter(stats.lost_records.load(Relaxed)),
+    );
+    registry.register(
+        "fluxo_storage_write_failures",
+        "Times the database stopped accepting writes (e.g. no file descriptor or disk space left)",
+        counter(stats.write_failures.load(Relaxed)),
+    );
+    registry.register(
+        "fluxo_storage_reopens",
+        "Times the database was reopened to recover from refusing writes",
+        counter(stats.reopens.load(Relaxed)),
+    );
+    let unwritable: Gauge = Gauge::default();
+    unwritable.set(stats.unwritable.load(Relaxed) as i64);
+    registry.register("fluxo_storage_unwritable", "1 while the database refuses writes", unwritable);
 }

@@ -57,6 +57,7 @@ impl Broker {
             spare_column_families: config.spare_column_families,
         };
         let store = Store::open(&config.data_dir, &options)?;
+        store.set_verify_on_start(config.verify_on_start);
         let topics = TopicStore::load(store.clone())?;
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
         let groups = GroupCoordinator::load(store.clone(), config.group_settings())?;

@@ -37,6 +37,7 @@ impl KafkaError for StorageError {
             StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             StorageError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            StorageError::Corruption { .. } | StorageError::Unavailable(_) => ResponseError::KafkaStorageError,
         }
     }
 }

@@ -6,13 +6,16 @@
 
 pub mod batch;
 pub mod group_store;
+pub mod health;
 pub mod keys;
 pub mod partition_log;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod records;
+pub mod recovery;
 pub mod topic_config;
 pub mod topic_store;
+pub mod wal_scan;
 pub mod wal_sync;
 
 use std::collections::HashSet;
@@ -21,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager};
+use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager};
 use uuid::Uuid;
 
 pub use partition_log::PartitionLog;
@@ -51,7 +54,7 @@ pub struct StoreOptions {
 
 /// The open database plus the options every partition column family is created with.
 pub struct Store {
-    db: Arc<Db>,
+    slot: Arc<health::DbSlot>,
     partition_opts: Options,
     syncer: Option<wal_sync::WalSyncer>,
     /// Empty column families no partition uses yet.
@@ -62,6 +65,11 @@ pub struct Store {
     // Kept alive for as long as the column families that reference them.
     cache: Cache,
     write_buffers: WriteBufferManager,
+    /// What recovering a damaged write-ahead log found, consulted as partitions open.
+    recovery: Mutex<recovery::WalRecovery>,
+    stats: Arc<health::StoreStats>,
+    verify_on_start: AtomicBool,
+    watchdog: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Store {
@@ -88,16 +96,10 @@ impl Store {
         let mut meta_opts = Options::default();
         meta_opts.set_write_buffer_manager(&write_buffers);
 
-        let existing: Vec<String> = match Db::list_cf(&db_opts, dir) {
-            Ok(names) => names.into_iter().filter(|n| n != META_CF && n != "default").collect(),
-            Err(_) => vec![], // a new database
-        };
-        let descriptors = |names: &[String]| {
-            std::iter::once(ColumnFamilyDescriptor::new(META_CF, meta_opts.clone()))
-                .chain(names.iter().map(|n| ColumnFamilyDescriptor::new(n, partition_opts.clone())))
-                .collect::<Vec<_>>()
-        };
-        let mut db = Db::open_cf_descriptors(&db_opts, dir, descriptors(&existing))?;
+        let spec = health::OpenSpec { dir: dir.to_owned(), db_opts, meta_opts, partition_opts: partition_opts.clone() };
+        let stats = Arc::new(health::StoreStats::default());
+        let existing = recovery::existing_cfs(&spec);
+        let (mut db, wal_recovery) = recovery::open_with(&spec, &existing, &stats)?;
         let unused = unused_partition_cfs(&db, &existing)?;
         clear_column_families(&db, &unused)?;
         let mut spares = unused;
@@ -113,14 +115,21 @@ impl Store {
             let new: Vec<String> = (next..).take(options.spare_column_families - spares.len()).map(keys::spare_cf).collect();
             drop(db);
             let all: Vec<String> = existing.iter().chain(&new).cloned().collect();
-            db = Db::open_cf_descriptors(&db_opts, dir, descriptors(&all))?;
+            db = recovery::open_with(&spec, &all, &stats)?.0;
             spares.extend(new);
         }
         tracing::debug!(spares = spares.len(), "spare column families ready");
-        let db = Arc::new(db);
-        let syncer = options.fsync.then(|| wal_sync::WalSyncer::start(db.clone()));
+        let slot = health::DbSlot::new(db, spec, stats.clone());
+        let syncer = options.fsync.then(|| wal_sync::WalSyncer::start(slot.clone()));
+        let watchdog = match health::start_watchdog(slot.clone()) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the storage health watchdog");
+                None
+            }
+        };
         Ok(Arc::new(Store {
-            db,
+            slot,
             partition_opts,
             syncer,
             spares: Mutex::new(spares),
@@ -128,12 +137,63 @@ impl Store {
             closing: Arc::new(AtomicBool::new(false)),
             cache,
             write_buffers,
+            recovery: Mutex::new(wal_recovery),
+            stats,
+            verify_on_start: AtomicBool::new(false),
+            watchdog: Mutex::new(watchdog),
         }))
     }
 
-    /// The raw database, for the storage modules.
-    pub(crate) fn db(&self) -> &Db {
-        &self.db
+    /// The raw database, for the storage modules (waits while the health watchdog
+    /// reopens it).
+    pub(crate) fn db(&self) -> Arc<Db> {
+        self.slot.get()
+    }
+
+    /// The raw database, or an error at once while it is being reopened.
+    pub(crate) fn try_db(&self) -> Result<Arc<Db>, StorageError> {
+        self.slot.try_get()
+    }
+
+    /// Counts reopenings of the database: a partition log that sees it change
+    /// re-reads its log end from the data.
+    pub(crate) fn generation(&self) -> u64 {
+        self.slot.generation()
+    }
+
+    /// A write failed: the health watchdog checks whether the database is stuck.
+    pub(crate) fn report_write_failure(&self, error: &rocksdb::Error) {
+        self.slot.report_write_failure(error);
+    }
+
+    /// Storage fault counters since start.
+    pub fn stats(&self) -> &health::StoreStats {
+        &self.stats
+    }
+
+    /// Whether partitions verify every checksum of their data while opening.
+    pub(crate) fn verify_on_start(&self) -> bool {
+        self.verify_on_start.load(Ordering::SeqCst)
+    }
+
+    /// Has partitions opened from now on read all their data with checksums
+    /// verified, and go offline if it is corrupted (`verify_on_start`).
+    pub fn set_verify_on_start(&self, verify: bool) {
+        self.verify_on_start.store(verify, Ordering::SeqCst);
+    }
+
+    /// The highest log end offset a damaged write-ahead log claimed for a
+    /// partition, with the file's name; None when the log was intact.
+    pub(crate) fn wal_claim(&self, topic_id: Uuid, partition: i32) -> Option<(i64, String)> {
+        let recovery = self.recovery.lock();
+        recovery.claimed_log_end.get(&(topic_id, partition)).map(|end| (*end, recovery.file()))
+    }
+
+    /// The damaged write-ahead log's name when it ends inside a record (its tail is
+    /// gone, so what the partitions written in it lost cannot be counted).
+    pub(crate) fn wal_torn_tail(&self) -> Option<String> {
+        let recovery = self.recovery.lock();
+        recovery.damage.as_ref().filter(|d| d.torn_tail).map(|_| recovery.file())
     }
 
     /// A column family for a new partition: a spare one when there is one (fast),
@@ -149,8 +209,9 @@ impl Store {
 
     /// Creates a partition column family unless it exists.
     pub(crate) fn ensure_partition_cf(&self, name: &str) -> Result<(), StorageError> {
-        if self.db.cf_handle(name).is_none() {
-            self.db.create_cf(name, &self.partition_opts)?;
+        let db = self.db();
+        if db.cf_handle(name).is_none() {
+            db.create_cf(name, &self.partition_opts)?;
         }
         Ok(())
     }
@@ -160,7 +221,7 @@ impl Store {
     pub(crate) fn recycle_partition_cfs(&self, names: Vec<String>) {
         self.spares.lock().extend(names.iter().cloned());
         // A weak handle, so that a compaction never keeps the database open.
-        let db = Arc::downgrade(&self.db);
+        let db = Arc::downgrade(&self.db());
         let closing = self.closing.clone();
         let spawned = std::thread::Builder::new().name("fluxo-recycle".into()).spawn(move || {
             for name in names {
@@ -213,7 +274,7 @@ impl Store {
 
     /// Flushes memtables and the WAL; called on clean shutdown.
     pub fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush_wal(true)?;
+        self.db().flush_wal(true)?;
         Ok(())
     }
 }
@@ -224,6 +285,11 @@ impl Drop for Store {
         for handle in self.recyclers.get_mut().drain(..) {
             let _ = handle.join();
         }
+        self.slot.close();
+        if let Some(handle) = self.watchdog.get_mut().take() {
+            let _ = handle.join();
+        }
+        self.slot.close_db();
     }
 }
 

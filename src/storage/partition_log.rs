@@ -4,12 +4,12 @@
 //! with one broker and fsync off they move together; with fsync on the HW follows
 //! the fsync; with replication it will follow the followers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rocksdb::{Direction, ErrorKind, IteratorMode, ReadOptions, WriteBatch};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -32,6 +32,11 @@ pub struct PartitionLog {
     /// Set (under the state lock) when the topic is deleted: its column family is
     /// about to be emptied and given to another partition.
     deleted: AtomicBool,
+    /// Why the partition is offline: its stored data failed a checksum. Reads and
+    /// appends answer a storage error from then on (until a restart finds it intact).
+    failed: Mutex<Option<String>>,
+    /// The store generation (reopen count) this log's state was last checked against.
+    generation: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -115,12 +120,58 @@ impl PartitionLog {
             None => (0, 0, 0),
         };
         let cf = db.cf_handle(&cf_name).expect("created above");
-        if let Some(Ok((_, value))) = db.iterator_cf(&cf, IteratorMode::End).next() {
-            let (_, last) = batch::offsets_of(&value);
-            log_end = log_end.max(last + 1);
-        }
-        if let Some(Ok((_, value))) = db.iterator_cf(&cf, IteratorMode::Start).next() {
-            log_start = log_start.max(batch::offsets_of(&value).0);
+        let label = format!("{topic_id}-{partition}");
+        let mut failed = None;
+        match data_bounds(&db, &cf, store.verify_on_start()) {
+            Ok(bounds) => {
+                if let Some((first, _)) = bounds {
+                    log_start = log_start.max(first);
+                }
+                // The data, not the metadata, says where the log ends: an empty log
+                // ends where it starts.
+                let data_end = bounds.map_or(log_start, |(_, last)| last + 1);
+                let wal_claim = store.wal_claim(topic_id, partition);
+                let claimed = log_end.max(wal_claim.as_ref().map_or(i64::MIN, |(end, _)| *end));
+                if claimed > data_end {
+                    let lost = (claimed - data_end) as u64;
+                    store.stats().lost_records.fetch_add(lost, Ordering::Relaxed);
+                    let source = match &wal_claim {
+                        Some((end, file)) if *end > data_end => format!("write-ahead log {file}"),
+                        _ => "partition metadata".to_string(),
+                    };
+                    tracing::error!(
+                        topic_id = %topic_id,
+                        partition,
+                        lost_from = data_end,
+                        lost_to = claimed - 1,
+                        lost,
+                        evidence = %source,
+                        "partition {label} lost acknowledged records: offsets {data_end}..={} ({lost} records) are \
+                         not in its data; its log now ends at {data_end}",
+                        claimed - 1
+                    );
+                }
+                let torn = store.wal_torn_tail().filter(|_| wal_claim.is_some() && claimed <= data_end);
+                if let Some(file) = torn {
+                    tracing::error!(
+                        topic_id = %topic_id,
+                        partition,
+                        lost_from = data_end,
+                        "partition {label} may have lost acknowledged records from offset {data_end} on: the \
+                         write-ahead log {file} ends inside a record, so how many cannot be told; its log now ends at \
+                         {data_end}"
+                    );
+                }
+                if log_end != data_end {
+                    // Truncate (or extend) the metadata to the data.
+                    db.put_cf(&meta, keys::partition_meta(topic_id, partition), meta_value(log_start, data_end, leader_epoch))?;
+                }
+                log_end = data_end;
+            }
+            Err(e) if e.kind() == ErrorKind::Corruption => {
+                failed = Some(report_corruption(&store, topic_id, partition, &e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
         }
         let prefix = keys::producer_state_prefix(topic_id, Some(partition));
         let mut entries = Vec::new();
@@ -138,7 +189,9 @@ impl PartitionLog {
         }
         drop((cf, meta));
         let producers = ProducerStates::from_entries(entries);
-        Ok(Arc::new(PartitionLog::new(store, topic_id, partition, cf_name, log_start, log_end, leader_epoch, producers)))
+        let log = PartitionLog::new(store, topic_id, partition, cf_name, log_start, log_end, leader_epoch, producers);
+        *log.failed.lock() = failed;
+        Ok(Arc::new(log))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -155,6 +208,7 @@ impl PartitionLog {
         // Everything that survived in the WAL is durable: on a single broker the
         // high watermark restarts at the log end.
         let (high_watermark, _) = watch::channel(log_end);
+        let store_generation = store.generation();
         PartitionLog {
             topic_id,
             partition,
@@ -163,6 +217,8 @@ impl PartitionLog {
             state: Mutex::new(LogState { log_start, log_end, leader_epoch, producers }),
             high_watermark,
             deleted: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            generation: AtomicU64::new(store_generation),
         }
     }
 
@@ -177,6 +233,62 @@ impl PartitionLog {
         if self.deleted.load(Ordering::SeqCst) {
             return Err(StorageError::UnknownTopicOrPartition);
         }
+        if let Some(detail) = self.failed.lock().as_ref() {
+            return Err(StorageError::Corruption { partition: self.label(), detail: detail.clone() });
+        }
+        Ok(())
+    }
+
+    /// `<topic id>-<partition>`, for messages.
+    fn label(&self) -> String {
+        format!("{}-{}", self.topic_id, self.partition)
+    }
+
+    /// Why the partition is offline (its data failed a checksum), if it is.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().clone()
+    }
+
+    /// Turns a RocksDB error met on this partition into a storage error: corrupted
+    /// data takes the partition offline; a failed write has the store check its health.
+    fn rocks_error(&self, e: rocksdb::Error, writing: bool) -> StorageError {
+        if e.kind() == ErrorKind::Corruption {
+            let mut failed = self.failed.lock();
+            let detail = failed
+                .get_or_insert_with(|| report_corruption(&self.store, self.topic_id, self.partition, &e.to_string()))
+                .clone();
+            return StorageError::Corruption { partition: self.label(), detail };
+        }
+        if writing {
+            self.store.report_write_failure(&e);
+        }
+        e.into()
+    }
+
+    /// After the store reopened its database, re-reads the log end from the data:
+    /// a write that reported failure may have reached the log before the failure.
+    fn resync_after_reopen(&self, db: &super::Db, state: &mut LogState) -> Result<(), StorageError> {
+        let generation = self.store.generation();
+        if self.generation.load(Ordering::SeqCst) == generation {
+            return Ok(());
+        }
+        let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let mut iter = db.raw_iterator_cf(&cf);
+        iter.seek_to_last();
+        let last = iter.value().map(|v| batch::offsets_of(v).1);
+        iter.status().map_err(|e| self.rocks_error(e, false))?;
+        if let Some(last) = last.filter(|l| *l + 1 > state.log_end) {
+            tracing::warn!(
+                topic_id = %self.topic_id,
+                partition = self.partition,
+                from = state.log_end,
+                to = last + 1,
+                "records of a write reported as failed reached the log before the database was reopened"
+            );
+            state.log_end = last + 1;
+            self.advance_high_watermark(last + 1);
+        }
+        self.generation.store(generation, Ordering::SeqCst);
         Ok(())
     }
 
@@ -203,7 +315,7 @@ impl PartitionLog {
 
     /// Estimated bytes stored for this partition (SST files plus memtables).
     pub fn size_bytes(&self) -> u64 {
-        let db = self.store.db();
+        let Ok(db) = self.store.try_db() else { return 0 };
         let Some(cf) = db.cf_handle(&self.cf_name) else { return 0 };
         ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"]
             .iter()
@@ -225,11 +337,12 @@ impl PartitionLog {
         batches: Vec<(BatchHeader, BytesMut)>,
         defer_high_watermark: bool,
     ) -> Result<AppendResult, StorageError> {
-        let db = self.store.db();
+        let db = self.store.try_db()?;
         let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
         let meta = db.cf_handle(META_CF).expect("meta cf");
         let mut state = self.state.lock();
         self.check_live()?;
+        self.resync_after_reopen(&db, &mut state)?;
         let mut write = WriteBatch::default();
         let mut next = state.log_end;
         let mut first_offset = None;
@@ -262,7 +375,7 @@ impl PartitionLog {
             write.put_cf(&meta, keys::partition_meta(self.topic_id, self.partition), meta_value(state.log_start, next, state.leader_epoch));
             if let Err(e) = db.write(write) {
                 restore(&mut state.producers, touched);
-                return Err(e.into());
+                return Err(self.rocks_error(e, true));
             }
             state.log_end = next;
             if !defer_high_watermark {
@@ -282,10 +395,11 @@ impl PartitionLog {
     /// An offset below the current log start changes nothing; one above the high watermark
     /// is out of range.
     pub fn delete_records(&self, before: i64) -> Result<i64, StorageError> {
-        let db = self.store.db();
+        let db = self.store.try_db()?;
         let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
         let meta = db.cf_handle(META_CF).expect("meta cf");
         let mut state = self.state.lock();
+        self.check_live()?;
         let high_watermark = *self.high_watermark.borrow();
         let target = if before == -1 { high_watermark } else { before };
         if target < 0 || target > high_watermark {
@@ -301,12 +415,12 @@ impl PartitionLog {
             Some(v) if batch::offsets_of(v).1 >= target => batch::offsets_of(v).0,
             _ => target,
         };
-        iter.status()?;
+        iter.status().map_err(|e| self.rocks_error(e, false))?;
         drop(iter);
         let mut write = WriteBatch::default();
         write.delete_range_cf(&cf, keys::offset_key(0), keys::offset_key(keep_from));
         write.put_cf(&meta, keys::partition_meta(self.topic_id, self.partition), meta_value(target, state.log_end, state.leader_epoch));
-        db.write(write)?;
+        db.write(write).map_err(|e| self.rocks_error(e, true))?;
         state.log_start = target;
         Ok(target)
     }
@@ -328,6 +442,7 @@ impl PartitionLog {
     /// returned whole when `min_one` is set, as Kafka does for the first partition
     /// of a fetch, so a consumer can always make progress).
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, StorageError> {
+        self.check_live()?;
         let LogOffsets { log_start, log_end, high_watermark, .. } = self.offsets();
         if offset < log_start || offset > log_end {
             return Err(StorageError::OffsetOutOfRange);
@@ -336,11 +451,13 @@ impl PartitionLog {
         if offset >= high_watermark {
             return Ok(result);
         }
-        let db = self.store.db();
+        let db = self.store.try_db()?;
         let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
         let mut iter = db.raw_iterator_cf(&cf);
         iter.seek_for_prev(keys::offset_key(offset));
         if !iter.valid() {
+            // Not found, or failed: a seek would clear the error.
+            iter.status().map_err(|e| self.rocks_error(e, false))?;
             iter.seek(keys::offset_key(offset));
         } else if iter.value().map(|v| batch::offsets_of(v).1 < offset).unwrap_or(false) {
             iter.next();
@@ -364,7 +481,7 @@ impl PartitionLog {
             }
             iter.next();
         }
-        iter.status()?;
+        iter.status().map_err(|e| self.rocks_error(e, false))?;
         result.records = records.freeze();
         // A read that overlapped a deletion may have seen the next owner's batches.
         self.check_live()?;
@@ -411,8 +528,9 @@ impl PartitionLog {
 
     /// Visits committed batches in order until `visit` returns false.
     fn scan_batches(&self, mut visit: impl FnMut(&[u8], &BatchHeader) -> bool) -> Result<(), StorageError> {
+        self.check_live()?;
         let high_watermark = *self.high_watermark.borrow();
-        let db = self.store.db();
+        let db = self.store.try_db()?;
         let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
         let mut iter = db.raw_iterator_cf(&cf);
         iter.seek_to_first();
@@ -423,7 +541,7 @@ impl PartitionLog {
             }
             iter.next();
         }
-        iter.status()?;
+        iter.status().map_err(|e| self.rocks_error(e, false))?;
         self.check_live()?;
         Ok(())
     }
@@ -435,10 +553,153 @@ fn restore(producers: &mut ProducerStates, touched: Vec<(i64, Option<ProducerEnt
     }
 }
 
+/// First and last offsets of the stored data (None: no batch), reading every batch
+/// with checksums verified when `verify` is set (bypassing the block cache).
+fn data_bounds(db: &super::Db, cf: &impl rocksdb::AsColumnFamilyRef, verify: bool) -> Result<Option<(i64, i64)>, rocksdb::Error> {
+    let mut opts = ReadOptions::default();
+    opts.set_verify_checksums(true);
+    if verify {
+        opts.fill_cache(false);
+        opts.set_readahead_size(2 << 20);
+    }
+    let mut iter = db.raw_iterator_cf_opt(cf, opts);
+    iter.seek_to_first();
+    let first = iter.value().map(|v| batch::offsets_of(v).0);
+    if verify {
+        while iter.valid() {
+            iter.next();
+        }
+    }
+    iter.status()?;
+    iter.seek_to_last();
+    let last = iter.value().map(|v| batch::offsets_of(v).1);
+    iter.status()?;
+    Ok(first.zip(last))
+}
+
+/// Logs (once per partition) that its data is corrupted, naming the file, and
+/// counts it; returns the detail the partition's errors carry.
+fn report_corruption(store: &Store, topic_id: Uuid, partition: i32, detail: &str) -> String {
+    let file = detail.split_whitespace().find(|w| w.contains(".sst")).unwrap_or("unknown").trim_matches(|c: char| c == ',' || c == ':');
+    store.stats().sst_corruptions.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(
+        topic_id = %topic_id,
+        partition,
+        file,
+        error = %detail,
+        "partition {topic_id}-{partition} is offline: its stored data in {file} failed a checksum; reads and \
+         appends answer KAFKA_STORAGE_ERROR until it is repaired"
+    );
+    detail.to_string()
+}
+
 fn meta_value(log_start: i64, log_end: i64, leader_epoch: i32) -> [u8; 20] {
     let mut v = [0u8; 20];
     v[0..8].copy_from_slice(&log_start.to_be_bytes());
     v[8..16].copy_from_slice(&log_end.to_be_bytes());
     v[16..20].copy_from_slice(&leader_epoch.to_be_bytes());
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::{split_and_validate, tests::sample_batch};
+    use crate::storage::{recovery, wal_scan, StoreOptions};
+    use std::path::Path;
+
+    fn open_store(dir: &Path) -> Arc<Store> {
+        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: true, spare_column_families: 2 };
+        Store::open(dir, &opts).unwrap()
+    }
+
+    fn append(log: &PartitionLog, count: i32) -> Bytes {
+        let batch = sample_batch(count, -1, -1);
+        let stored = batch.clone().freeze();
+        log.append(split_and_validate(stored.clone()).unwrap(), false).unwrap();
+        stored
+    }
+
+    /// The batches of `log` from offset 0, as stored (base offsets rewritten).
+    fn read_all(log: &PartitionLog) -> Bytes {
+        log.read(0, 1 << 20, true).unwrap().records
+    }
+
+    #[test]
+    fn metadata_claiming_more_than_the_data_is_truncated_to_it_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let stored;
+        {
+            let store = open_store(dir.path());
+            let log = PartitionLog::create(store.clone(), id, 0).unwrap();
+            append(&log, 3);
+            append(&log, 2);
+            stored = read_all(&log);
+            assert_eq!(log.offsets().log_end, 5);
+            // The metadata says 12 records were written; the data holds 5.
+            let db = store.db();
+            let meta = db.cf_handle(META_CF).unwrap();
+            db.put_cf(&meta, keys::partition_meta(id, 0), meta_value(0, 12, 0)).unwrap();
+        }
+        let store = open_store(dir.path());
+        let log = PartitionLog::open(store.clone(), id, 0).unwrap();
+        let offsets = log.offsets();
+        assert_eq!((offsets.log_end, offsets.high_watermark), (5, 5), "log end and high watermark follow the data");
+        assert_eq!(store.stats().lost_records.load(Ordering::Relaxed), 7, "offsets 5..=11 reported lost");
+        assert_eq!(read_all(&log), stored, "the data is untouched");
+        {
+            let db = store.db();
+            let meta = db.cf_handle(META_CF).unwrap();
+            let v = db.get_cf(&meta, keys::partition_meta(id, 0)).unwrap().unwrap();
+            assert_eq!(i64::from_be_bytes(v[8..16].try_into().unwrap()), 5, "metadata truncated to the data");
+        }
+        // Appends continue right after the data.
+        append(&log, 1);
+        assert_eq!(log.read(5, 1 << 20, true).unwrap().batches, 1);
+        assert_eq!(batch::offsets_of(&log.read(5, 1 << 20, true).unwrap().records), (5, 5));
+        drop(log);
+        drop(store);
+        // A second restart finds nothing more to report.
+        let store = open_store(dir.path());
+        let log = PartitionLog::open(store.clone(), id, 0).unwrap();
+        assert_eq!(log.offsets().log_end, 6);
+        assert_eq!(store.stats().lost_records.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn torn_write_ahead_log_recovers_the_intact_prefix_and_reports_the_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let mut stored = Vec::new();
+        {
+            let store = open_store(dir.path());
+            let log = PartitionLog::create(store.clone(), id, 0).unwrap();
+            for _ in 0..40 {
+                append(&log, 5);
+            }
+            stored.extend_from_slice(&read_all(&log));
+            store.flush().unwrap();
+        }
+        // Garble bytes in the middle of the newest write-ahead log.
+        let wal = wal_scan::wal_files(dir.path()).pop().expect("a wal file");
+        let mut bytes = std::fs::read(&wal).unwrap();
+        let middle = bytes.len() / 2;
+        for b in &mut bytes[middle..middle + 16] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&wal, &bytes).unwrap();
+
+        let store = open_store(dir.path());
+        let log = PartitionLog::open(store.clone(), id, 0).unwrap();
+        let end = log.offsets().log_end;
+        assert!(end > 0 && end < 200, "recovered a strict prefix, got log end {end}");
+        assert_eq!(log.offsets().high_watermark, end);
+        assert_eq!(store.stats().wal_corruptions.load(Ordering::Relaxed), 1);
+        assert_eq!(store.stats().lost_records.load(Ordering::Relaxed), (200 - end) as u64, "every lost offset counted");
+        let read = read_all(&log);
+        assert_eq!(&read[..], &stored[..read.len()], "a byte-for-byte prefix");
+        let preserved = dir.path().join(recovery::LOST_AND_FOUND);
+        assert!(std::fs::read_dir(&preserved).unwrap().next().is_some(), "damaged wal kept in lost+found");
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
-use super::Db;
+use super::health::DbSlot;
 use crate::error::StorageError;
 
 /// Hands out sync tickets and reports which have been fsynced.
@@ -29,8 +29,8 @@ struct Shared {
 }
 
 impl WalSyncer {
-    /// Starts the sync thread for `db`.
-    pub fn start(db: Arc<Db>) -> WalSyncer {
+    /// Starts the sync thread for the database in `db`.
+    pub(crate) fn start(db: Arc<DbSlot>) -> WalSyncer {
         let shared = Arc::new(Shared { requested: Mutex::new(0), wake: Condvar::new() });
         let (tx, rx) = watch::channel(SyncState::default());
         let thread_shared = shared.clone();
@@ -79,7 +79,7 @@ impl SyncTicket {
     }
 }
 
-fn sync_loop(db: Arc<Db>, shared: Arc<Shared>, tx: watch::Sender<SyncState>) {
+fn sync_loop(db: Arc<DbSlot>, shared: Arc<Shared>, tx: watch::Sender<SyncState>) {
     let mut done = 0u64;
     loop {
         let target = {
@@ -94,7 +94,14 @@ fn sync_loop(db: Arc<Db>, shared: Arc<Shared>, tx: watch::Sender<SyncState>) {
         };
         // Every write that finished before its writer took a ticket <= target is in
         // the WAL buffer now, so this one fsync covers all of them.
-        match db.flush_wal(true) {
+        let flushed = match db.try_get() {
+            Ok(handle) => handle.flush_wal(true).map_err(|e| {
+                db.report_write_failure(&e);
+                e.to_string()
+            }),
+            Err(e) => Err(e.to_string()),
+        };
+        match flushed {
             Ok(()) => {
                 done = target;
                 tx.send_modify(|s| s.done = target);
