@@ -71,6 +71,9 @@ pub enum StorageError {
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// Creating these partitions would exceed the broker's `max_partitions`.
+    #[error("{0}")]
+    PartitionLimitReached(String),
 }
 
 impl StorageError {
@@ -106,6 +109,7 @@ impl StorageError {
             StorageError::RecordTooLarge(_) => ResponseError::MessageTooLarge,
             StorageError::KeylessRecordsInCompactedTopic(_) => ResponseError::InvalidRecord,
             StorageError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            StorageError::PartitionLimitReached(_) => ResponseError::PolicyViolation,
         }
     }
 }
