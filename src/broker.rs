@@ -41,7 +41,7 @@ impl Broker {
             spare_column_families: config.spare_column_families,
         };
         let store = Store::open(&config.data_dir, &options)?;
-        let topics = TopicStore::load(store.clone())?;
+        let topics = TopicStore::open(store.clone(), config.topic_settings())?;
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
         let groups = GroupCoordinator::load(store.clone(), config.group_settings())?;
         let cluster_id = load_or_create_cluster_id(&store)?;

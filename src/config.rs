@@ -53,6 +53,16 @@ pub struct Config {
     pub group_consumer_session_timeout_ms: i32,
     /// Heartbeat interval told to KIP-848 members (`group.consumer.heartbeat.interval.ms`).
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// An idempotent producer's state on a partition is forgotten once its last append
+    /// is this old (Kafka's `producer.id.expiration.ms`, KIP-854).
+    pub producer_id_expiration_ms: i64,
+    /// How often expired producer state is looked for
+    /// (`producer.id.expiration.check.interval.ms`).
+    pub producer_id_expiration_check_interval_ms: i64,
+    /// Most partitions one CreateTopics or CreatePartitions request may create.
+    pub max_partitions_per_request: usize,
+    /// Most partitions the broker holds, all topics together.
+    pub max_partitions: usize,
 }
 
 /// How log lines are written.
@@ -87,6 +97,10 @@ impl Default for Config {
             offsets_retention_minutes: 7 * 24 * 60,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
+            max_partitions_per_request: 2_000,
+            max_partitions: 20_000,
         }
     }
 }
@@ -169,6 +183,18 @@ pub struct Cli {
     /// KIP-848 groups: heartbeat interval in ms.
     #[arg(long, env = "FLUXO_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
     pub group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// Idempotent producer state expires after this long without an append, in ms.
+    #[arg(long, env = "FLUXO_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<i64>,
+    /// How often expired producer state is looked for, in ms.
+    #[arg(long, env = "FLUXO_PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS")]
+    pub producer_id_expiration_check_interval_ms: Option<i64>,
+    /// Most partitions one CreateTopics/CreatePartitions request may create.
+    #[arg(long, env = "FLUXO_MAX_PARTITIONS_PER_REQUEST")]
+    pub max_partitions_per_request: Option<usize>,
+    /// Most partitions the broker holds in all.
+    #[arg(long, env = "FLUXO_MAX_PARTITIONS")]
+    pub max_partitions: Option<usize>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -239,7 +265,11 @@ impl Config {
             group_initial_rebalance_delay_ms,
             offsets_retention_minutes,
             group_consumer_session_timeout_ms,
-            group_consumer_heartbeat_interval_ms
+            group_consumer_heartbeat_interval_ms,
+            producer_id_expiration_ms,
+            producer_id_expiration_check_interval_ms,
+            max_partitions_per_request,
+            max_partitions
         );
         config.validate()?;
         Ok(config)
@@ -311,6 +341,18 @@ impl Config {
         if self.block_cache_mb == 0 || self.write_buffer_mb == 0 {
             return Err(invalid("block_cache_mb/write_buffer_mb", "must be > 0"));
         }
+        if self.producer_id_expiration_ms < 1 {
+            return Err(invalid("producer_id_expiration_ms", "must be >= 1"));
+        }
+        if self.producer_id_expiration_check_interval_ms < 1 {
+            return Err(invalid("producer_id_expiration_check_interval_ms", "must be >= 1"));
+        }
+        if self.max_partitions_per_request < self.num_partitions as usize {
+            return Err(invalid("max_partitions_per_request", "must be >= num_partitions"));
+        }
+        if self.max_partitions < self.max_partitions_per_request {
+            return Err(invalid("max_partitions", "must be >= max_partitions_per_request"));
+        }
         Ok(())
     }
 
@@ -327,6 +369,14 @@ impl Config {
             consumer_session_timeout_ms: self.group_consumer_session_timeout_ms,
             consumer_heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
             ..Default::default()
+        }
+    }
+
+    /// The topic store's settings from this configuration.
+    pub fn topic_settings(&self) -> crate::storage::topic_store::TopicSettings {
+        crate::storage::topic_store::TopicSettings {
+            max_partitions: self.max_partitions,
+            producer_id_expiration_ms: self.producer_id_expiration_ms,
         }
     }
 
