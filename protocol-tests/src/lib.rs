@@ -141,6 +141,10 @@ pub struct BrokerOptions {
     pub auto_create_topics: bool,
     /// `--max-frame-bytes`, or the broker's default when `None`.
     pub max_frame_bytes: Option<u64>,
+    /// More command-line arguments, appended after the ones above.
+    pub extra_args: Vec<String>,
+    /// Environment variables set for the broker process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for BrokerOptions {
@@ -149,6 +153,8 @@ impl Default for BrokerOptions {
             num_partitions: 1,
             auto_create_topics: false,
             max_frame_bytes: None,
+            extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -263,6 +269,8 @@ impl BrokerProcess {
             if let Some(max) = self.options.max_frame_bytes {
                 cmd.arg("--max-frame-bytes").arg(max.to_string());
             }
+            cmd.args(&self.options.extra_args);
+            cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
             cmd.stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log);
