@@ -67,6 +67,16 @@ pub struct Config {
     /// Read every partition's stored data with checksums verified at start-up, and
     /// take partitions whose data is corrupted offline before serving.
     pub verify_on_start: bool,
+    /// An idempotent producer's state on a partition is forgotten once its last append
+    /// is this old (Kafka's `producer.id.expiration.ms`, KIP-854).
+    pub producer_id_expiration_ms: i64,
+    /// How often expired producer state is looked for
+    /// (`producer.id.expiration.check.interval.ms`).
+    pub producer_id_expiration_check_interval_ms: i64,
+    /// Most partitions one CreateTopics or CreatePartitions request may create.
+    pub max_partitions_per_request: usize,
+    /// Most partitions the broker holds, all topics together.
+    pub max_partitions: usize,
 }
 
 /// How log lines are written.
@@ -106,6 +116,10 @@ impl Default for Config {
             max_connections_per_ip: 0,
             queued_max_request_bytes: 256 * 1024 * 1024,
             verify_on_start: false,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
+            max_partitions_per_request: 2_000,
+            max_partitions: 20_000,
         }
     }
 }
@@ -203,6 +217,18 @@ pub struct Cli {
     /// Verify the checksums of all stored data at start-up.
     #[arg(long, env = "FLUXO_VERIFY_ON_START")]
     pub verify_on_start: Option<bool>,
+    /// Idempotent producer state expires after this long without an append, in ms.
+    #[arg(long, env = "FLUXO_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<i64>,
+    /// How often expired producer state is looked for, in ms.
+    #[arg(long, env = "FLUXO_PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS")]
+    pub producer_id_expiration_check_interval_ms: Option<i64>,
+    /// Most partitions one CreateTopics/CreatePartitions request may create.
+    #[arg(long, env = "FLUXO_MAX_PARTITIONS_PER_REQUEST")]
+    pub max_partitions_per_request: Option<usize>,
+    /// Most partitions the broker holds in all.
+    #[arg(long, env = "FLUXO_MAX_PARTITIONS")]
+    pub max_partitions: Option<usize>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -278,7 +304,11 @@ impl Config {
             max_connections,
             max_connections_per_ip,
             queued_max_request_bytes,
-            verify_on_start
+            verify_on_start,
+            producer_id_expiration_ms,
+            producer_id_expiration_check_interval_ms,
+            max_partitions_per_request,
+            max_partitions
         );
         config.validate()?;
         Ok(config)
@@ -356,6 +386,18 @@ impl Config {
         if self.queued_max_request_bytes < 1024 {
             return Err(invalid("queued_max_request_bytes", "must be >= 1024"));
         }
+        if self.producer_id_expiration_ms < 1 {
+            return Err(invalid("producer_id_expiration_ms", "must be >= 1"));
+        }
+        if self.producer_id_expiration_check_interval_ms < 1 {
+            return Err(invalid("producer_id_expiration_check_interval_ms", "must be >= 1"));
+        }
+        if self.max_partitions_per_request < self.num_partitions as usize {
+            return Err(invalid("max_partitions_per_request", "must be >= num_partitions"));
+        }
+        if self.max_partitions < self.max_partitions_per_request {
+            return Err(invalid("max_partitions", "must be >= max_partitions_per_request"));
+        }
         Ok(())
     }
 
@@ -372,6 +414,14 @@ impl Config {
             consumer_session_timeout_ms: self.group_consumer_session_timeout_ms,
             consumer_heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
             ..Default::default()
+        }
+    }
+
+    /// The topic store's settings from this configuration.
+    pub fn topic_settings(&self) -> crate::storage::topic_store::TopicSettings {
+        crate::storage::topic_store::TopicSettings {
+            max_partitions: self.max_partitions,
+            producer_id_expiration_ms: self.producer_id_expiration_ms,
         }
     }
 

@@ -78,6 +78,9 @@ pub enum StorageError {
     /// The storage engine is being reopened after a failure; retry shortly.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// Creating these partitions would exceed the broker's `max_partitions`.
+    #[error("{0}")]
+    PartitionLimitReached(String),
 }
 
 /// Errors that end a client connection (the protocol cannot continue on it).

@@ -98,6 +98,8 @@ async fn run(config: Config) -> ExitCode {
             Err(e) => tracing::error!(metrics = %addr, error = %e, "metrics endpoint disabled: cannot bind"),
         }
     }
+    let check = std::time::Duration::from_millis(broker.config().producer_id_expiration_check_interval_ms as u64);
+    tokio::spawn(fluxo::storage::topic_store::expire_producers_every(broker.clone(), |b: &Broker| b.topic_lookup(), check, broker.shutdown_signal().clone()));
     fluxo::server::run(broker, listeners, shutdown_signal()).await;
     ExitCode::SUCCESS
 }

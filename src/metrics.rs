@@ -204,6 +204,9 @@ impl Metrics {
         partitions.register("fluxo_partition_high_watermark", "Offsets below this are visible to consumers", high_watermark);
         partitions.register("fluxo_partition_log_start_offset", "First offset still in the log", log_start);
         partitions.register("fluxo_partition_size_bytes", "Estimated bytes stored for the partition", size);
+        let producer_ids: Gauge = Gauge::default();
+        producer_ids.set(topics.producer_count() as i64);
+        partitions.register("fluxo_producer_ids", "Idempotent producer states held, one per producer and partition", producer_ids);
         // Consumer groups: the committed offset of each (group, topic, partition) and
         // its lag, the partition's high watermark minus that offset (never below 0:
         // an offset committed past the high watermark has nothing left to read).

@@ -145,6 +145,8 @@ pub struct BrokerOptions {
     pub extra_args: Vec<String>,
     /// Open-file limit (soft and hard `RLIMIT_NOFILE`) of the broker process, if set.
     pub nofile_limit: Option<u64>,
+    /// Environment variables set for the broker process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for BrokerOptions {
@@ -155,6 +157,7 @@ impl Default for BrokerOptions {
             max_frame_bytes: None,
             extra_args: Vec::new(),
             nofile_limit: None,
+            env: Vec::new(),
         }
     }
 }
@@ -323,6 +326,7 @@ impl BrokerProcess {
                     });
                 }
             }
+            cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
             cmd.stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log);

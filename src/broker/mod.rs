@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::BrokerError;
 pub use fetch::{FetchRequestSpec, FetchTarget, FetchedPartition};
 pub use partition::{AppendTicket, Appended, Partition};
-pub use topics::TopicRef;
+pub use topics::{PartitionBudget, TopicRef};
 
 pub use crate::storage::partition_log::{LogOffsets, ReadResult};
 pub use crate::storage::topic_config::TopicPolicy;
@@ -58,7 +58,7 @@ impl Broker {
         };
         let store = Store::open(&config.data_dir, &options)?;
         store.set_verify_on_start(config.verify_on_start);
-        let topics = TopicStore::load(store.clone())?;
+        let topics = TopicStore::open(store.clone(), config.topic_settings())?;
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
         let groups = GroupCoordinator::load(store.clone(), config.group_settings())?;
         let cluster_id = load_or_create_cluster_id(&store)?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{Broker, BrokerError, Partition};
+use crate::error::StorageError;
 use crate::storage::Topic;
 
 /// How a request names a topic: by name, or (newer versions) by id.
@@ -77,6 +78,11 @@ impl Broker {
         Ok(deleted)
     }
 
+    /// Refuses (POLICY_VIOLATION) when `adding` more partitions would pass `max_partitions`.
+    pub fn check_partition_capacity(&self, adding: usize) -> Result<(), BrokerError> {
+        Ok(self.topics.check_capacity(adding)?)
+    }
+
     /// Grows a topic to `count` partitions.
     pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), BrokerError> {
         Ok(self.topics.add_partitions(name, count, validate_only)?)
@@ -97,3 +103,32 @@ impl Broker {
         self.metrics.render(&self.store, &self.topics, &self.groups)
     }
 }
+
+/// Partitions one admin request may still create (`max_partitions_per_request`).
+pub struct PartitionBudget {
+    /// Partitions created (or validated) so far by the request.
+    pub used: usize,
+    max: usize,
+    api: &'static str,
+}
+
+impl PartitionBudget {
+    /// A budget of `max` partitions for one request of `api`.
+    pub fn new(max: usize, api: &'static str) -> Self {
+        PartitionBudget { used: 0, max, api }
+    }
+
+    /// Refuses `adding` more partitions (INVALID_PARTITIONS) past the per-request limit.
+    pub fn check(&self, adding: i32) -> Result<(), BrokerError> {
+        let total = self.used.saturating_add(adding.max(0) as usize);
+        if total > self.max {
+            return Err(StorageError::InvalidPartitions(format!(
+                "{} would create {total} partitions in one request, more than max_partitions_per_request ({})",
+                self.api, self.max
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+

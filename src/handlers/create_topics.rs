@@ -11,17 +11,35 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::error_message;
 use super::describe_configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
-use super::Versions;
 use super::error::KafkaError;
-use crate::broker::{Broker, BrokerError, Topic};
+use super::Versions;
+use crate::broker::{Broker, BrokerError, PartitionBudget, Topic};
 use crate::error::StorageError;
 use crate::storage::topic_config;
 
 /// The CreateTopics versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(2, 7);
 
-/// Creates each requested topic (or only validates, when asked).
+/// Creates each requested topic (or only validates, when asked). Creating column
+/// families can take long: it runs on a blocking thread, so the connection's other
+/// clients are served meanwhile.
 pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let names: Vec<_> = request.topics.iter().map(|t| t.name.clone()).collect();
+    match tokio::task::spawn_blocking(move || create_all(&broker, request, version)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "CreateTopics failed");
+            let failed = |name| {
+                CreatableTopicResult::default().with_name(name).with_error_code(ResponseError::UnknownServerError.code())
+            };
+            CreateTopicsResponse::default().with_topics(names.into_iter().map(failed).collect())
+        }
+    }
+}
+
+fn create_all(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    // Partitions this request has created (or validated) so far, against max_partitions_per_request.
+    let mut budget = PartitionBudget::new(broker.config().max_partitions_per_request, "CreateTopics");
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &request.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
@@ -37,7 +55,7 @@ pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest, version: 
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(StrBytes::from_static_str("topic appears more than once in the request")));
             }
-            match create(&broker, t, request.validate_only) {
+            match create(broker, t, request.validate_only, &mut budget) {
                 Ok((partitions, configs, topic)) => {
                     let mut created = base;
                     // v5 reports the topic's layout and configs, v7 its id.
@@ -58,7 +76,7 @@ pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest, version: 
 
 type Created = (i32, BTreeMap<String, String>, Option<Arc<Topic>>);
 
-fn create(broker: &Broker, t: CreatableTopic, validate_only: bool) -> Result<Created, BrokerError> {
+fn create(broker: &Broker, t: CreatableTopic, validate_only: bool, budget: &mut PartitionBudget) -> Result<Created, BrokerError> {
     let name = t.name.0.as_str();
     let partitions = if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
@@ -90,11 +108,16 @@ fn create(broker: &Broker, t: CreatableTopic, validate_only: bool) -> Result<Cre
         let value = c.value.ok_or_else(|| StorageError::InvalidConfig(format!("null value for {}", c.name.as_str())))?;
         configs.insert(c.name.to_string(), value.to_string());
     }
+    broker.validate_create_topic(name, partitions, &configs)?;
+    budget.check(partitions)?;
     if validate_only {
-        broker.validate_create_topic(name, partitions, &configs)?;
+        // The topics validated before this one in the request count against the broker's cap.
+        broker.check_partition_capacity(budget.used + partitions as usize)?;
+        budget.used += partitions as usize;
         return Ok((partitions, configs, None));
     }
     let topic = broker.create_topic(name, partitions, configs.clone())?;
+    budget.used += partitions as usize;
     Ok((partitions, configs, Some(topic)))
 }
 

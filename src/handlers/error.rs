@@ -38,6 +38,7 @@ impl KafkaError for StorageError {
             StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             StorageError::ShuttingDown => ResponseError::NotLeaderOrFollower,
             StorageError::Corruption { .. } | StorageError::Unavailable(_) => ResponseError::KafkaStorageError,
+            StorageError::PartitionLimitReached(_) => ResponseError::PolicyViolation,
         }
     }
 }

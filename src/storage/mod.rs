@@ -58,8 +58,9 @@ pub struct Store {
     partition_opts: Options,
     syncer: Option<wal_sync::WalSyncer>,
     /// Empty column families no partition uses yet.
-    spares: Mutex<Vec<String>>,
-    /// Background compactions of recycled column families, stopped and joined on drop.
+    spares: Arc<Mutex<Vec<String>>>,
+    /// Background compactions of recycled column families and spare refills, stopped
+    /// and joined on drop.
     recyclers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     closing: Arc<AtomicBool>,
     // Kept alive for as long as the column families that reference them.
@@ -70,6 +71,10 @@ pub struct Store {
     stats: Arc<health::StoreStats>,
     verify_on_start: AtomicBool,
     watchdog: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// How many spares to keep (`spare_column_families`).
+    spare_target: usize,
+    /// Set while a background thread creates spares.
+    refilling: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -132,7 +137,7 @@ impl Store {
             slot,
             partition_opts,
             syncer,
-            spares: Mutex::new(spares),
+            spares: Arc::new(Mutex::new(spares)),
             recyclers: Mutex::new(Vec::new()),
             closing: Arc::new(AtomicBool::new(false)),
             cache,
@@ -141,6 +146,8 @@ impl Store {
             stats,
             verify_on_start: AtomicBool::new(false),
             watchdog: Mutex::new(watchdog),
+            spare_target: options.spare_column_families,
+            refilling: Arc::new(AtomicBool::new(false)),
         }))
     }
 
@@ -198,8 +205,16 @@ impl Store {
 
     /// A column family for a new partition: a spare one when there is one (fast),
     /// else a new one named after the partition.
+    /// Once fewer than half the spares are left, more are created in the background.
     pub(crate) fn take_partition_cf(&self, topic_id: Uuid, partition: i32) -> Result<String, StorageError> {
-        if let Some(name) = self.spares.lock().pop() {
+        let (taken, left) = {
+            let mut spares = self.spares.lock();
+            (spares.pop(), spares.len())
+        };
+        if left < self.spare_target.div_ceil(2) {
+            self.refill_spares();
+        }
+        if let Some(name) = taken {
             return Ok(name);
         }
         let name = keys::partition_cf(topic_id, partition);
@@ -214,6 +229,53 @@ impl Store {
             db.create_cf(name, &self.partition_opts)?;
         }
         Ok(())
+    }
+
+    /// Creates spare column families on a background thread until there are
+    /// `spare_column_families` of them (one thread at a time). Each creation rewrites
+    /// RocksDB's OPTIONS file, O(column families), and holds the handle table's lock
+    /// meanwhile; doing it here keeps that cost out of CreateTopics requests.
+    fn refill_spares(&self) {
+        if self.spare_target == 0 || self.refilling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let db = Arc::downgrade(&self.db());
+        let spares = self.spares.clone();
+        let opts = self.partition_opts.clone();
+        let closing = self.closing.clone();
+        let refilling = self.refilling.clone();
+        let target = self.spare_target;
+        let spawned = std::thread::Builder::new().name("fluxo-spares".into()).spawn(move || {
+            let mut n = 0u64;
+            let mut created = 0usize;
+            while spares.lock().len() < target {
+                let Some(db) = db.upgrade().filter(|_| !closing.load(Ordering::SeqCst)) else { break };
+                while db.cf_handle(&keys::spare_cf(n)).is_some() {
+                    n += 1;
+                }
+                let name = keys::spare_cf(n);
+                if let Err(e) = db.create_cf(&name, &opts) {
+                    tracing::warn!(error = %e, cf = name, "could not create a spare column family");
+                    break;
+                }
+                // At the front: spares that already exist are handed out first.
+                spares.lock().insert(0, name);
+                created += 1;
+            }
+            refilling.store(false, Ordering::SeqCst);
+            tracing::debug!(created, "spare column families refilled");
+        });
+        match spawned {
+            Ok(handle) => {
+                let mut threads = self.recyclers.lock();
+                threads.retain(|h| !h.is_finished());
+                threads.push(handle);
+            }
+            Err(e) => {
+                self.refilling.store(false, Ordering::SeqCst);
+                tracing::warn!(error = %e, "could not start creating spare column families");
+            }
+        }
     }
 
     /// Returns column families emptied by a topic deletion to the spares, and

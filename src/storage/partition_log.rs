@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::batch::{self, BatchHeader};
-use super::producer_state::{ProducerEntry, ProducerStates, SequenceCheck};
+use super::producer_state::{self, Expiry, ProducerEntry, ProducerStates, SequenceCheck};
 use super::{keys, Store, META_CF};
 use crate::error::StorageError;
 
@@ -99,6 +99,25 @@ impl PartitionLog {
             db.write(write)?;
         }
         Ok(Arc::new(PartitionLog::new(store, topic_id, partition, cf_name, 0, 0, 0, ProducerStates::default())))
+    }
+
+    /// A new, empty partition in column family `cf_name` (an empty one the caller took
+    /// with [`Store::take_partition_cf`]): its metadata goes into `write`, which the
+    /// caller commits together with the rest of the topic; the log is valid once it has.
+    pub(crate) fn create_in(
+        store: Arc<Store>,
+        topic_id: Uuid,
+        partition: i32,
+        cf_name: String,
+        write: &mut WriteBatch,
+    ) -> Arc<PartitionLog> {
+        {
+            let db = store.db();
+            let meta = db.cf_handle(META_CF).expect("meta cf");
+            write.put_cf(&meta, keys::partition_cf_ref(topic_id, partition), cf_name.as_bytes());
+            write.put_cf(&meta, keys::partition_meta(topic_id, partition), meta_value(0, 0, 0));
+        }
+        Arc::new(PartitionLog::new(store, topic_id, partition, cf_name, 0, 0, 0, ProducerStates::default()))
     }
 
     /// Reopens a partition after a restart; the LEO is recomputed from the last batch.
@@ -347,6 +366,7 @@ impl PartitionLog {
         let mut next = state.log_end;
         let mut first_offset = None;
         let mut touched: Vec<(i64, Option<ProducerEntry>)> = Vec::new();
+        let now_ms = producer_state::now_ms();
         for (header, mut bytes) in batches {
             if header.has_producer_id() {
                 match state.producers.check(&header) {
@@ -365,7 +385,7 @@ impl PartitionLog {
             write.put_cf(&cf, keys::offset_key(next), &bytes);
             if header.has_producer_id() {
                 touched.push((header.producer_id, state.producers.get(header.producer_id).cloned()));
-                let entry = state.producers.record(&header, next);
+                let entry = state.producers.record(&header, next, now_ms);
                 write.put_cf(&meta, keys::producer_state(self.topic_id, self.partition, header.producer_id), entry.encode());
             }
             first_offset.get_or_insert(next);
@@ -387,6 +407,34 @@ impl PartitionLog {
             log_end_offset: state.log_end,
             log_start_offset: state.log_start,
         })
+    }
+
+    /// Forgets the producers whose last append is too old (Kafka's
+    /// `producer.id.expiration.ms`): their entries leave memory and the metadata
+    /// column family (one write). Returns how many expired.
+    pub fn expire_producers(&self, expiry: Expiry) -> Result<usize, StorageError> {
+        let db = self.store.db();
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        let mut state = self.state.lock();
+        if self.deleted.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let expired = state.producers.expired(expiry);
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let mut write = WriteBatch::default();
+        for pid in &expired {
+            write.delete_cf(&meta, keys::producer_state(self.topic_id, self.partition, *pid));
+        }
+        db.write(write)?;
+        state.producers.remove(&expired);
+        Ok(expired.len())
+    }
+
+    /// Number of producers this partition keeps idempotence state for.
+    pub fn producer_count(&self) -> usize {
+        self.state.lock().producers.len()
     }
 
     /// Moves the log start offset to `before` (-1: the high watermark), deleting every

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::topic_config::TopicPolicy;
+use super::producer_state::Expiry;
 use super::{keys, topic_config, PartitionLog, Store, META_CF};
 use crate::error::StorageError;
 
@@ -63,9 +64,26 @@ struct TopicRecord {
     configs: BTreeMap<String, String>,
 }
 
+/// Broker settings the topic store applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// Most partitions the broker holds, all topics together (`max_partitions`).
+    pub max_partitions: usize,
+    /// Idle producers' state is forgotten after this long (`producer_id_expiration_ms`).
+    pub producer_id_expiration_ms: i64,
+}
+
+impl Default for TopicSettings {
+    /// No partition cap; producer state never expires.
+    fn default() -> Self {
+        TopicSettings { max_partitions: usize::MAX, producer_id_expiration_ms: i64::MAX }
+    }
+}
+
 /// All topics of the broker.
 pub struct TopicStore {
     store: Arc<Store>,
+    settings: TopicSettings,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     ids: RwLock<HashMap<Uuid, String>>,
     // Serialises create/delete/grow so two admin requests never race on one name.
@@ -73,8 +91,14 @@ pub struct TopicStore {
 }
 
 impl TopicStore {
-    /// Loads every topic and reopens its partitions.
+    /// Loads every topic and reopens its partitions, without limits or expiry.
     pub fn load(store: Arc<Store>) -> Result<TopicStore, StorageError> {
+        TopicStore::open(store, TopicSettings::default())
+    }
+
+    /// Loads every topic and reopens its partitions; producer state that has expired
+    /// meanwhile is dropped as each partition opens.
+    pub fn open(store: Arc<Store>, settings: TopicSettings) -> Result<TopicStore, StorageError> {
         let mut records = Vec::new();
         {
             let db = store.db();
@@ -91,15 +115,20 @@ impl TopicStore {
         }
         let mut topics = HashMap::new();
         let mut ids = HashMap::new();
+        let mut expired = 0;
         for r in records {
             let partitions = (0..r.partitions)
-                .map(|p| PartitionLog::open(store.clone(), r.id, p))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|p| {
+                    let log = PartitionLog::open(store.clone(), r.id, p)?;
+                    expired += log.expire_producers(Expiry::now(settings.producer_id_expiration_ms))?;
+                    Ok(log)
+                })
+                .collect::<Result<Vec<_>, StorageError>>()?;
             ids.insert(r.id, r.name.clone());
             topics.insert(r.name.clone(), Arc::new(Topic::new(r.name, r.id, r.configs, partitions)));
         }
-        tracing::info!(topics = topics.len(), "topics loaded");
-        Ok(TopicStore { store, topics: RwLock::new(topics), ids: RwLock::new(ids), admin: Mutex::new(()) })
+        tracing::info!(topics = topics.len(), expired_producer_states = expired, "topics loaded");
+        Ok(TopicStore { store, settings, topics: RwLock::new(topics), ids: RwLock::new(ids), admin: Mutex::new(()) })
     }
 
     /// The topic with this name.
@@ -137,28 +166,124 @@ impl TopicStore {
         if self.topics.read().contains_key(name) {
             return Err(StorageError::TopicAlreadyExists);
         }
+        self.check_capacity(partitions as usize)
+    }
+
+    /// Refuses `adding` more partitions when the broker would then hold more than
+    /// `max_partitions`.
+    pub fn check_capacity(&self, adding: usize) -> Result<(), StorageError> {
+        let current = self.partition_count();
+        if current.saturating_add(adding) > self.settings.max_partitions {
+            return Err(StorageError::PartitionLimitReached(format!(
+                "the broker holds {current} partitions; {adding} more would exceed max_partitions ({})",
+                self.settings.max_partitions
+            )));
+        }
         Ok(())
     }
 
-    /// Creates a topic with `partitions` empty partitions.
+    /// Partitions of all topics.
+    pub fn partition_count(&self) -> usize {
+        self.topics.read().values().map(|t| t.partitions.len()).sum()
+    }
+
+    /// Drops the state of producers idle for `producer_id_expiration_ms` as of `now_ms`,
+    /// from memory and the metadata column family. Returns how many states expired.
+    pub fn expire_producers(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let expiry = Expiry { now_ms, expiration_ms: self.settings.producer_id_expiration_ms };
+        let mut expired = 0;
+        for topic in self.all() {
+            for log in &topic.partitions {
+                match log.expire_producers(expiry) {
+                    Ok(n) => expired += n,
+                    // A partition deleted meanwhile has nothing left to expire.
+                    Err(StorageError::UnknownTopicOrPartition) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if expired > 0 {
+            tracing::info!(expired, "idle producer states expired");
+        }
+        Ok(expired)
+    }
+
+    /// Idempotent producer states held, one per producer and partition.
+    pub fn producer_count(&self) -> usize {
+        self.all().iter().flat_map(|t| t.partitions.iter()).map(|p| p.producer_count()).sum()
+    }
+
+    /// Creates a topic with `partitions` empty partitions. The column families are
+    /// taken (or created, which can take long) before the admin lock is held, so other
+    /// admin work and auto-creation wait only for the commit; the topic record and every
+    /// partition's metadata are then written in one synced write, so a crash leaves the
+    /// whole topic or none of it. Of concurrent creates of one name, one wins; the
+    /// others get TOPIC_ALREADY_EXISTS and their column families go back to the spares.
     pub fn create(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, StorageError> {
-        let _admin = self.admin.lock();
         self.validate_create(name, partitions, &configs)?;
         let id = Uuid::new_v4();
-        let logs = (0..partitions)
-            .map(|p| PartitionLog::create(self.store.clone(), id, p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let cfs = self.take_cfs(id, 0..partitions)?;
+        let _admin = self.admin.lock();
+        if let Err(e) = self.validate_create(name, partitions, &configs) {
+            self.store.recycle_partition_cfs(cfs);
+            return Err(e);
+        }
+        let mut write = WriteBatch::default();
+        let logs = self.logs_in(id, 0, cfs, &mut write);
         let topic = Arc::new(Topic::new(name.to_string(), id, configs, logs));
-        self.persist(&topic)?;
+        self.commit(&topic, write, &topic.partitions)?;
         self.ids.write().insert(id, topic.name.clone());
         self.topics.write().insert(topic.name.clone(), topic.clone());
         tracing::info!(topic = name, %id, partitions, "topic created");
         Ok(topic)
+    }
+
+    /// Empty column families for partitions `range` of topic `id`; on failure the ones
+    /// already taken go back to the spares.
+    fn take_cfs(&self, id: Uuid, range: std::ops::Range<i32>) -> Result<Vec<String>, StorageError> {
+        let mut cfs = Vec::with_capacity(range.len());
+        for p in range {
+            match self.store.take_partition_cf(id, p) {
+                Ok(cf) => cfs.push(cf),
+                Err(e) => {
+                    self.store.recycle_partition_cfs(cfs);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(cfs)
+    }
+
+    /// Partition logs `first..` of topic `id` in these column families, their metadata added to `write`.
+    fn logs_in(&self, id: Uuid, first: i32, cfs: Vec<String>, write: &mut WriteBatch) -> Vec<Arc<PartitionLog>> {
+        cfs.into_iter()
+            .zip(first..)
+            .map(|(cf, p)| PartitionLog::create_in(self.store.clone(), id, p, cf, write))
+            .collect()
+    }
+
+    /// Writes the topic record with `write` (new partitions' metadata), synced; on
+    /// failure the new partitions' column families go back to the spares.
+    fn commit(&self, topic: &Topic, mut write: WriteBatch, new: &[Arc<PartitionLog>]) -> Result<(), StorageError> {
+        let outcome = (|| -> Result<(), StorageError> {
+            let value = record_value(topic)?;
+            let db = self.store.db();
+            let meta = db.cf_handle(META_CF).expect("meta cf");
+            write.put_cf(&meta, keys::topic(&topic.name), value);
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.set_sync(true);
+            db.write_opt(write, &opts)?;
+            Ok(())
+        })();
+        if outcome.is_err() {
+            self.store.recycle_partition_cfs(new.iter().map(|p| p.cf_name().to_string()).collect());
+        }
+        outcome
     }
 
     /// Returns the topic, creating it with `partitions` partitions if it is missing.
@@ -172,28 +297,46 @@ impl TopicStore {
         }
     }
 
-    /// Grows a topic to `count` partitions.
+    /// Grows a topic to `count` partitions; like [`TopicStore::create`], the column
+    /// families are taken before the admin lock and the metadata is written in one write.
     pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), StorageError> {
-        let _admin = self.admin.lock();
+        let check = |topic: &Topic| -> Result<i32, StorageError> {
+            let current = topic.partitions.len() as i32;
+            if count <= current {
+                return Err(StorageError::InvalidPartitions(format!(
+                    "topic currently has {current} partitions, {count} would not be an increase"
+                )));
+            }
+            if count > MAX_PARTITIONS {
+                return Err(StorageError::InvalidPartitions(format!("at most {MAX_PARTITIONS} partitions")));
+            }
+            self.check_capacity((count - current) as usize)?;
+            Ok(current)
+        };
         let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
-        let current = topic.partitions.len() as i32;
-        if count <= current {
-            return Err(StorageError::InvalidPartitions(format!(
-                "topic currently has {current} partitions, {count} would not be an increase"
-            )));
-        }
-        if count > MAX_PARTITIONS {
-            return Err(StorageError::InvalidPartitions(format!("at most {MAX_PARTITIONS} partitions")));
-        }
+        let current = check(&topic)?;
         if validate_only {
             return Ok(());
         }
-        let mut partitions = topic.partitions.clone();
-        for p in current..count {
-            partitions.push(PartitionLog::create(self.store.clone(), topic.id, p)?);
-        }
-        let grown = Arc::new(Topic::new(topic.name.clone(), topic.id, topic.configs.clone(), partitions));
-        self.persist(&grown)?;
+        let cfs = self.take_cfs(topic.id, current..count)?;
+        let _admin = self.admin.lock();
+        let now = match self.get(name) {
+            Some(t) if t.id == topic.id && t.partitions.len() == current as usize => check(&t).map(|_| t),
+            Some(_) => Err(StorageError::InvalidPartitions(format!("topic {name} was changed by a concurrent request"))),
+            None => Err(StorageError::UnknownTopicOrPartition),
+        };
+        let now = match now {
+            Ok(t) => t,
+            Err(e) => {
+                self.store.recycle_partition_cfs(cfs);
+                return Err(e);
+            }
+        };
+        let mut write = WriteBatch::default();
+        let new = self.logs_in(now.id, current, cfs, &mut write);
+        let partitions = now.partitions.iter().chain(&new).cloned().collect();
+        let grown = Arc::new(Topic::new(now.name.clone(), now.id, now.configs.clone(), partitions));
+        self.commit(&grown, write, &new)?;
         self.topics.write().insert(grown.name.clone(), grown);
         tracing::info!(topic = name, from = current, to = count, "partitions added");
         Ok(())
@@ -257,19 +400,54 @@ impl TopicStore {
     }
 
     fn persist(&self, topic: &Topic) -> Result<(), StorageError> {
-        let record = TopicRecord {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions: topic.partitions.len() as i32,
-            configs: topic.configs.clone(),
-        };
-        let value = serde_json::to_vec(&record).map_err(|e| StorageError::CorruptMetadata(e.to_string()))?;
+        let value = record_value(topic)?;
         let db = self.store.db();
         let meta = db.cf_handle(META_CF).expect("meta cf");
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(true);
         db.put_cf_opt(&meta, keys::topic(&topic.name), value, &opts)?;
         Ok(())
+    }
+}
+
+/// The persisted record of a topic.
+fn record_value(topic: &Topic) -> Result<Vec<u8>, StorageError> {
+    let record = TopicRecord {
+        name: topic.name.clone(),
+        id: topic.id,
+        partitions: topic.partitions.len() as i32,
+        configs: topic.configs.clone(),
+    };
+    serde_json::to_vec(&record).map_err(|e| StorageError::CorruptMetadata(e.to_string()))
+}
+
+/// Expires idle producer state every `interval` (`producer_id_expiration_check_interval_ms`)
+/// until `stop` is cancelled; each sweep runs on a blocking thread, off the request path.
+/// `topics` finds the topic store inside `owner` (the broker).
+pub async fn expire_producers_every<T: Send + Sync + 'static>(
+    owner: Arc<T>,
+    topics: fn(&T) -> &TopicStore,
+    interval: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await; // the first tick is immediate; start-up already expired
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let owner = owner.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            topics(&owner).expire_producers(super::producer_state::now_ms())
+        })
+        .await;
+        match swept {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "expiring producer state failed"),
+            Err(e) => tracing::error!(error = %e, "producer state expiry task failed"),
+        }
     }
 }
 
@@ -488,6 +666,145 @@ mod tests {
         for p in &t.partitions {
             assert!(is_empty(&store, p.cf_name()), "{} is empty", p.cf_name());
         }
+    }
+
+    fn open_with(dir: &Path, settings: TopicSettings) -> (Arc<Store>, TopicStore) {
+        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false, spare_column_families: 4 };
+        let store = Store::open(dir, &opts).unwrap();
+        let topics = TopicStore::open(store.clone(), settings).unwrap();
+        (store, topics)
+    }
+
+    /// Producer ids with state in the metadata column family for this partition.
+    fn stored_producers(store: &Store, topic_id: Uuid, partition: i32) -> Vec<i64> {
+        let db = store.db();
+        let meta = db.cf_handle(META_CF).unwrap();
+        let prefix = keys::producer_state_prefix(topic_id, Some(partition));
+        let pids = db
+            .iterator_cf(&meta, IteratorMode::From(&prefix, Direction::Forward))
+            .map(|item| item.unwrap().0)
+            .take_while(|k| k.starts_with(&prefix))
+            .map(|k| i64::from_be_bytes(k[prefix.len()..].try_into().unwrap()))
+            .collect();
+        pids
+    }
+
+    fn idempotent(pid: i64, seq: i32, count: i32) -> Vec<(batch::BatchHeader, bytes::BytesMut)> {
+        split_and_validate(sample_batch(count, pid, seq).freeze()).unwrap()
+    }
+
+    const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn idle_producers_expire_from_memory_and_disk() {
+        use crate::storage::producer_state::now_ms;
+        let dir = tempfile::tempdir().unwrap();
+        let settings = TopicSettings { producer_id_expiration_ms: HOUR, ..TopicSettings::default() };
+        let id;
+        {
+            let (store, topics) = open_with(dir.path(), settings);
+            let t = topics.create("idem", 1, BTreeMap::new()).unwrap();
+            id = t.id;
+            let log = t.partition(0).unwrap();
+            log.append(idempotent(10, 0, 3), false).unwrap();
+            log.append(idempotent(13, 0, 2), false).unwrap();
+            let old_done = now_ms();
+            while now_ms() < old_done + 2 {
+                std::hint::spin_loop();
+            }
+            log.append(idempotent(11, 0, 2), false).unwrap();
+            assert_eq!((log.producer_count(), stored_producers(&store, id, 0)), (3, vec![10, 11, 13]));
+            // Nothing is an hour old yet.
+            assert_eq!(topics.expire_producers(now_ms()).unwrap(), 0);
+            // An hour after 10 and 13 appended, but not yet after 11.
+            assert_eq!(topics.expire_producers(old_done + HOUR).unwrap(), 2);
+            assert_eq!(log.producer_count(), 1);
+            assert_eq!(stored_producers(&store, id, 0), vec![11], "expired states are deleted from disk");
+            // 11 still has its state: its retry is a duplicate.
+            assert_eq!(log.append(idempotent(11, 0, 2), false).unwrap().base_offset, 5);
+            // 10 is unknown now: the retry of its batch is appended, as Kafka does for a
+            // producer without state, and its sequences are checked again from there.
+            assert_eq!(log.append(idempotent(10, 0, 3), false).unwrap().base_offset, 7);
+            assert!(matches!(log.append(idempotent(10, 9, 1), false), Err(StorageError::OutOfOrderSequence { expected: 3, got: 9 })));
+            // 13 is unknown: a later sequence starts it afresh too.
+            assert_eq!(log.append(idempotent(13, 2, 1), false).unwrap().base_offset, 10);
+            // Earlier batches are still read back at their offsets.
+            let read = log.read(0, 1 << 20, true).unwrap();
+            assert_eq!(read.batches, 5);
+            assert_eq!(batch::offsets_of(&read.records), (0, 2));
+        }
+        // Reopened, only live states are loaded.
+        let (store, topics) = open_with(dir.path(), settings);
+        let log = topics.get("idem").unwrap().partition(0).unwrap().clone();
+        assert_eq!((log.producer_count(), stored_producers(&store, id, 0)), (3, vec![10, 11, 13]));
+        assert_eq!(log.append(idempotent(13, 2, 1), false).unwrap().base_offset, 10, "13's new state survived");
+    }
+
+    #[test]
+    fn expired_producer_states_are_dropped_when_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let id;
+        {
+            let (store, topics) = open(dir.path());
+            let t = topics.create("old", 1, BTreeMap::new()).unwrap();
+            id = t.id;
+            let log = t.partition(0).unwrap();
+            log.append(idempotent(20, 0, 1), false).unwrap();
+            log.append(idempotent(21, 0, 1), false).unwrap();
+            // 21's state as a broker wrote it two hours ago.
+            let mut stale = crate::storage::producer_state::ProducerStates::default();
+            let header = idempotent(21, 0, 1).remove(0).0;
+            let entry = stale.record(&header, 1, crate::storage::producer_state::now_ms() - 2 * HOUR).encode();
+            let db = store.db();
+            let meta = db.cf_handle(META_CF).unwrap();
+            db.put_cf(&meta, keys::producer_state(id, 0, 21), entry).unwrap();
+        }
+        let settings = TopicSettings { producer_id_expiration_ms: HOUR, ..TopicSettings::default() };
+        let (store, topics) = open_with(dir.path(), settings);
+        let log = topics.get("old").unwrap().partition(0).unwrap().clone();
+        assert_eq!(log.producer_count(), 1);
+        assert_eq!(stored_producers(&store, id, 0), vec![20], "the expired state is deleted at load");
+        assert_eq!(log.append(idempotent(20, 0, 1), false).unwrap().base_offset, 0, "20 is still known");
+        assert_eq!(log.append(idempotent(21, 0, 1), false).unwrap().base_offset, 2, "21 is new again");
+    }
+
+    #[test]
+    fn the_partition_cap_refuses_creation_growth_and_auto_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, topics) = open_with(dir.path(), TopicSettings { max_partitions: 5, ..TopicSettings::default() });
+        topics.create("a", 3, BTreeMap::new()).unwrap();
+        assert!(matches!(topics.create("b", 3, BTreeMap::new()), Err(StorageError::PartitionLimitReached(_))));
+        assert!(matches!(topics.validate_create("b", 3, &BTreeMap::new()), Err(StorageError::PartitionLimitReached(_))));
+        assert!(topics.get("b").is_none());
+        assert!(matches!(topics.add_partitions("a", 6, true), Err(StorageError::PartitionLimitReached(_))));
+        assert!(matches!(topics.add_partitions("a", 6, false), Err(StorageError::PartitionLimitReached(_))));
+        assert_eq!(topics.get("a").unwrap().partitions.len(), 3);
+        topics.create("b", 2, BTreeMap::new()).unwrap();
+        assert_eq!(topics.partition_count(), 5);
+        assert!(matches!(topics.get_or_create("auto", 1), Err(StorageError::PartitionLimitReached(_))));
+        assert!(topics.get("auto").is_none());
+    }
+
+    #[test]
+    fn spares_are_refilled_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, topics) = open(dir.path());
+        assert_eq!(store.spare_count(), 4);
+        let t = topics.create("wide", 6, BTreeMap::new()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while store.spare_count() < 4 {
+            assert!(std::time::Instant::now() < deadline, "spares not refilled: {}", store.spare_count());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // The refilled spares are new, empty column families no partition uses.
+        let spares = store.spares.lock().clone();
+        assert_eq!(spares.len(), 4);
+        for name in &spares {
+            assert!(is_empty(&store, name));
+            assert!(t.partitions.iter().all(|p| p.cf_name() != name), "{name} is in use");
+        }
+        let next = topics.create("next", 2, BTreeMap::new()).unwrap();
+        assert!(next.partitions.iter().all(|p| spares.iter().any(|s| s == p.cf_name())), "new partitions take spares");
     }
 
     fn is_empty(store: &Store, cf: &str) -> bool {
