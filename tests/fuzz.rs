@@ -47,7 +47,7 @@ macro_rules! decode_body {
 /// the version is advertised, decode the body; for Produce, validate every batch.
 fn process_frame(frame: Bytes) -> Result<(), String> {
     let mut request = Request::parse(frame).map_err(|e| e.to_string())?;
-    let Some((min, max)) = fluxo::handlers::supported_versions(request.api_key) else {
+    let Some(fluxo::handlers::Versions { min, max }) = fluxo::handlers::supported_versions(request.api_key) else {
         return Err("unsupported api".into());
     };
     if !(min..=max).contains(&request.version) {
@@ -148,8 +148,8 @@ fn replay_corpus() {
     let requests = load("request");
     let batches = load("batch");
     // Every advertised API and version has a seed, and the seeds are what they claim.
-    for (api, min, max) in SUPPORTED_APIS {
-        for version in *min..=*max {
+    for (api, versions) in SUPPORTED_APIS {
+        for version in versions.min..=versions.max {
             let name = format!("{api:?}-v{version}");
             assert!(requests.iter().any(|(n, _)| n.starts_with(&format!("{name}.")) || n.starts_with(&format!("{name}-"))), "no seed for {name}");
         }
@@ -516,8 +516,8 @@ fn generate_corpus() {
     let (req_dir, batch_dir) = (corpus_dir("request"), corpus_dir("batch"));
     std::fs::create_dir_all(&req_dir).unwrap();
     std::fs::create_dir_all(&batch_dir).unwrap();
-    for (api, min, max) in SUPPORTED_APIS {
-        for version in *min..=*max {
+    for (api, versions) in SUPPORTED_APIS {
+        for version in versions.min..=versions.max {
             let bytes = seed_request(*api, version, (version % 6) as u8).unwrap_or_else(|| panic!("{api:?} v{version} does not encode"));
             std::fs::write(req_dir.join(format!("{api:?}-v{version}.bin")), bytes).unwrap();
         }
