@@ -424,7 +424,9 @@ fn open_fds(pid: u32) -> usize {
 #[test]
 fn produce_recovers_by_itself_after_file_descriptors_ran_out() {
     const LIMIT: u64 = 256;
-    let broker = Broker::start_limited(&["--write-buffer-mb", "1", "--fsync", "true"], Some(LIMIT));
+    // The connection cap normally keeps descriptors in reserve for storage; it is
+    // lifted here so that storage does run out and its recovery can be seen.
+    let broker = Broker::start_limited(&["--write-buffer-mb", "1", "--fsync", "true", "--max-connections", "1000"], Some(LIMIT));
     let mut client = broker.client();
     client.create_topic("fds", 1);
     let mut acked: BTreeMap<i64, Bytes> = BTreeMap::new();

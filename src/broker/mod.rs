@@ -25,7 +25,7 @@ pub use partition::{AppendTicket, Appended, Partition};
 pub use topics::{PartitionBudget, TopicRef};
 
 pub use crate::storage::partition_log::{LogOffsets, ReadResult};
-pub use crate::storage::topic_config::TopicPolicy;
+pub use crate::storage::topic_config::{self, TopicPolicy};
 pub use crate::storage::Topic;
 
 use crate::config::Config;

@@ -34,7 +34,8 @@ pub use group::{Group, GroupKind};
 pub use offsets::{CommitParams, CommitResults, FetchedOffsets, PartitionCommit};
 
 use crate::error::{GroupError, StorageError};
-use crate::storage::group_store::{GroupStore, StoredOffset};
+pub use crate::storage::group_store::StoredOffset;
+use crate::storage::group_store::GroupStore;
 use crate::storage::{Store, TopicStore};
 use classic::ClassicGroup;
 use group::GroupRecord;

@@ -15,7 +15,7 @@ use super::error::KafkaError;
 use super::Versions;
 use crate::broker::{Broker, BrokerError, PartitionBudget, Topic};
 use crate::error::StorageError;
-use crate::storage::topic_config;
+use crate::broker::topic_config;
 
 /// The CreateTopics versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(2, 7);

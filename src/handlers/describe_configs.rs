@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Versions;
 use crate::broker::{Broker, Topic, TopicRef};
-use crate::storage::topic_config;
+use crate::broker::topic_config;
 
 /// Config source: a topic override.
 pub const SOURCE_TOPIC: i8 = 1;

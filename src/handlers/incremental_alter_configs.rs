@@ -12,7 +12,7 @@ use super::Versions;
 use super::error::KafkaError;
 use crate::broker::{Broker, BrokerError};
 use crate::error::StorageError;
-use crate::storage::topic_config;
+use crate::broker::topic_config;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;

@@ -14,7 +14,7 @@ use super::error::KafkaError;
 use super::Versions;
 use crate::broker::Broker;
 use crate::coordinator::FetchedOffsets;
-use crate::storage::group_store::StoredOffset;
+use crate::coordinator::StoredOffset;
 use crate::error::GroupError;
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
