@@ -146,3 +146,6 @@ fn load_or_create_cluster_id(store: &Store) -> Result<String, StorageError> {
     db.put_cf(&meta, keys::CLUSTER_ID, id.as_bytes())?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests;
