@@ -67,18 +67,11 @@ pub fn encode_response<R: Encodable>(
     correlation_id: i32,
     body: &R,
 ) -> Result<BytesMut, ConnectionError> {
-    let header_version = api_key.response_header_version(version);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let size = 4
-        + header.compute_size(header_version).map_err(|e| ConnectionError::Encode(e.to_string()))?
-        + body.compute_size(version).map_err(|e| ConnectionError::Encode(e.to_string()))?;
-    let mut buf = BytesMut::with_capacity(size);
-    buf.put_i32(0); // length, patched below
-    header.encode(&mut buf, header_version).map_err(|e| ConnectionError::Encode(e.to_string()))?;
-    body.encode(&mut buf, version).map_err(|e| ConnectionError::Encode(format!("{api_key:?} v{version}: {e}")))?;
-    let len = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf)
+    match encode_response_sharing(api_key, version, correlation_id, body, Vec::new())? {
+        Frame::Contiguous(buf) => Ok(buf),
+        // Nothing was shared, so the encoder produced one buffer; join anyway.
+        segmented => Ok(BytesMut::from(&segmented.to_bytes()[..])),
+    }
 }
 
 /// Encodes a response frame whose `shared` byte strings (record batches) are
