@@ -114,3 +114,39 @@ fn sync_loop(db: Arc<DbSlot>, shared: Arc<Shared>, tx: watch::Sender<SyncState>)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::{Durability, Store, StoreOptions};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_waiting_writer_is_released_by_an_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: true, spare_column_families: 0 };
+        let store = Store::open(dir.path(), &options).unwrap();
+        let waiters: Vec<_> = (0..64)
+            .map(|_| {
+                let durability = store.durability();
+                assert!(matches!(durability, Durability::Pending(_)), "with fsync on, writes wait for an fsync");
+                tokio::spawn(durability.wait())
+            })
+            .collect();
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+                .await
+                .expect("an fsync covers every ticket")
+                .unwrap()
+                .unwrap();
+        }
+        // A ticket taken after all of them is covered by a later fsync, not an old one.
+        store.wait_durable().await.unwrap();
+    }
+
+    #[test]
+    fn without_fsync_writes_are_durable_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false, spare_column_families: 0 };
+        let store = Store::open(dir.path(), &options).unwrap();
+        assert!(matches!(store.durability(), Durability::Done));
+    }
+}
