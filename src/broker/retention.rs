@@ -274,3 +274,108 @@ pub async fn enforce_retention_every(broker: Arc<Broker>, interval: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batches of `records` offsets each, with these sizes and max timestamps.
+    fn batches(spec: &[(u64, i64)], records: i64) -> Vec<BatchSummary> {
+        let mut next = 0;
+        spec.iter()
+            .map(|&(size, max_timestamp)| {
+                let b = BatchSummary { base_offset: next, last_offset: next + records - 1, size, max_timestamp };
+                next += records;
+                b
+            })
+            .collect()
+    }
+
+    fn group(batches: &[BatchSummary], segment_bytes: i64, segment_ms: i64) -> Vec<Segment> {
+        let mut builder = SegmentBuilder::new(segment_bytes, segment_ms);
+        batches.iter().for_each(|b| builder.push(b));
+        builder.finish()
+    }
+
+    fn bounds(segments: &[Segment]) -> Vec<(i64, i64, u64)> {
+        segments.iter().map(|s| (s.base_offset, s.next_offset, s.bytes)).collect()
+    }
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn batches_group_into_segments_by_bytes_and_by_time() {
+        let b = batches(&[(100, 0), (100, 1), (100, 2), (250, 3), (100, 4), (50, 5)], 2);
+        // 300 bytes: three of 100 fit, the 250-byte batch starts (and fills) its own.
+        assert_eq!(bounds(&group(&b, 300, DAY)), vec![(0, 6, 300), (6, 8, 250), (8, 12, 150)]);
+        // A batch bigger than segment.bytes is a segment of its own.
+        assert_eq!(bounds(&group(&b, 120, DAY)).len(), 6);
+        // segment.ms: a batch more than 2 ms past the segment's first batch rolls.
+        let t = batches(&[(1, 100), (1, 101), (1, 102), (1, 103), (1, 90), (1, 106)], 1);
+        let segments = group(&t, 1 << 30, 2);
+        assert_eq!(bounds(&segments), vec![(0, 3, 3), (3, 5, 2), (5, 6, 1)]);
+        assert_eq!(segments[0].max_timestamp, 102);
+        assert_eq!(segments[1].max_timestamp, 103, "a late batch joins; the max is kept");
+    }
+
+    fn rules(retention_ms: i64, retention_bytes: i64) -> RetentionRules {
+        RetentionRules { retention_ms, retention_bytes, segment_bytes: 200, segment_ms: 7 * DAY }
+    }
+
+    #[test]
+    fn time_retention_deletes_whole_expired_segments_from_the_front() {
+        let now = 10 * DAY;
+        // Segments of two 100-byte batches: [old, old], [old, new], [new, new].
+        let b = batches(&[(100, DAY), (100, DAY + 5), (100, 2 * DAY), (100, 9 * DAY), (100, 9 * DAY), (100, 10 * DAY)], 10);
+        let segments = group(&b, 200, 7 * DAY);
+        assert_eq!(segments.len(), 3);
+        // 5 days: only the first segment is wholly older; the second has a new batch.
+        assert_eq!(retention_start(&segments, &rules(5 * DAY, -1), now, 60), Some((20, Breach::Time)));
+        // Exactly at the limit nothing goes (Kafka: now - max > retention.ms).
+        assert_eq!(retention_start(&segments, &rules(now - (DAY + 5), -1), now, 60), None);
+        assert_eq!(retention_start(&segments, &rules(now - (DAY + 5) - 1, -1), now, 60), Some((20, Breach::Time)));
+        // -1: forever.
+        assert_eq!(retention_start(&segments, &rules(-1, -1), now, 60), None);
+        // An expired segment behind a live one stays: deletion goes from the front only.
+        let mixed = batches(&[(100, 9 * DAY), (100, 9 * DAY), (100, DAY), (100, DAY), (100, 10 * DAY)], 1);
+        assert_eq!(retention_start(&group(&mixed, 200, 7 * DAY), &rules(5 * DAY, -1), now, 5), None);
+    }
+
+    #[test]
+    fn the_active_segment_goes_only_when_all_of_it_is_expired_and_committed() {
+        let now = 10 * DAY;
+        let b = batches(&[(100, DAY), (100, DAY), (100, 2 * DAY)], 10);
+        let segments = group(&b, 200, 7 * DAY);
+        assert_eq!(segments.len(), 2);
+        // Everything expired and committed: the log empties, starting at its end.
+        assert_eq!(retention_start(&segments, &rules(DAY, -1), now, 30), Some((30, Breach::Time)));
+        // The last batch is not committed: its segment stays.
+        assert_eq!(retention_start(&segments, &rules(DAY, -1), now, 29), Some((20, Breach::Time)));
+        assert_eq!(retention_start(&segments, &rules(DAY, -1), now, 19), None);
+        // Segments without timestamps never expire by time.
+        let untimed = batches(&[(100, -1), (100, -1)], 1);
+        assert_eq!(retention_start(&group(&untimed, 100, DAY), &rules(0, -1), now, 2), None);
+    }
+
+    #[test]
+    fn size_retention_keeps_at_least_retention_bytes() {
+        let now = DAY;
+        let b = batches(&[(100, now); 7], 1);
+        let segments = group(&b, 200, DAY); // 200, 200, 200, 100
+        assert_eq!(bounds(&segments).len(), 4);
+        // 700 bytes, keep >= 300: deleting 2 segments leaves 300.
+        assert_eq!(retention_start(&segments, &rules(-1, 300), now, 7), Some((4, Breach::Size)));
+        // keep >= 301: only one can go (500 left; 300 would be too little).
+        assert_eq!(retention_start(&segments, &rules(-1, 301), now, 7), Some((2, Breach::Size)));
+        assert_eq!(retention_start(&segments, &rules(-1, 600), now, 7), None);
+        assert_eq!(retention_start(&segments, &rules(-1, 500), now, 7), Some((2, Breach::Size)));
+        // retention.bytes 0: everything committed goes, the active segment included.
+        assert_eq!(retention_start(&segments, &rules(-1, 0), now, 7), Some((7, Breach::Size)));
+        // Never past the high watermark.
+        assert_eq!(retention_start(&segments, &rules(-1, 0), now, 5), Some((4, Breach::Size)));
+        // Time first, then size on what is left.
+        let mixed = batches(&[(100, 0), (100, 0), (100, now), (100, now), (100, now), (100, now)], 1);
+        let segments = group(&mixed, 200, DAY);
+        assert_eq!(retention_start(&segments, &rules(1000, 200), now, 6), Some((4, Breach::TimeAndSize)));
+    }
+}

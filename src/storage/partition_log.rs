@@ -1005,6 +1005,198 @@ mod tests {
         log.read(0, 1 << 20, true).unwrap().records
     }
 
+    /// A tiny deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// An uncompressed batch whose records carry these timestamps.
+    fn batch_with_timestamps(timestamps: &[i64]) -> Bytes {
+        use crate::storage::records::tests::{build, record};
+        let base = timestamps[0];
+        let max = *timestamps.iter().max().unwrap();
+        let mut payload = Vec::new();
+        for (i, ts) in timestamps.iter().enumerate() {
+            payload.extend(record(i as i64, ts - base, None, Some(&[i as u8]), &[]));
+        }
+        let n = timestamps.len() as i32;
+        build(0, n, n - 1, base, max, &payload).freeze()
+    }
+
+    fn append_timestamps(log: &PartitionLog, timestamps: &[i64]) {
+        log.append(split_and_validate(batch_with_timestamps(timestamps)).unwrap(), false).unwrap();
+    }
+
+    /// ListOffsets by timestamp as it was answered before the time index: a scan of every batch.
+    fn scanned_offset_for_timestamp(log: &PartitionLog, timestamp: i64) -> Option<(i64, i64)> {
+        let log_start = log.offsets().log_start;
+        let mut found = None;
+        log.scan_batches(|stored, header| {
+            if header.max_timestamp < timestamp || header.last_offset() < log_start {
+                return true;
+            }
+            match batch::record_timestamps(stored).unwrap().into_iter().find(|(o, ts)| *o >= log_start && *ts >= timestamp) {
+                Some(hit) => found = Some(hit),
+                None => return true,
+            }
+            false
+        })
+        .unwrap();
+        found
+    }
+
+    /// The max timestamp as it was answered before the time index.
+    fn scanned_max_timestamp(log: &PartitionLog) -> Option<(i64, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        log.scan_batches(|stored, header| {
+            if best.map(|(_, ts)| header.max_timestamp > ts).unwrap_or(true) {
+                let offset = batch::record_timestamps(stored)
+                    .unwrap()
+                    .into_iter()
+                    .find(|(_, ts)| *ts == header.max_timestamp)
+                    .map(|(o, _)| o)
+                    .unwrap();
+                best = Some((offset, header.max_timestamp));
+            }
+            true
+        })
+        .unwrap();
+        best
+    }
+
+    fn assert_index_matches_scan(log: &PartitionLog, context: &str) {
+        for t in (-20..=5_500).step_by(7) {
+            assert_eq!(log.offset_for_timestamp(t).unwrap(), scanned_offset_for_timestamp(log, t), "{context}: timestamp {t}");
+        }
+        assert_eq!(log.max_timestamp().unwrap(), scanned_max_timestamp(log), "{context}: max timestamp");
+    }
+
+    #[test]
+    fn time_index_answers_like_the_scan_for_random_data_across_deletions_and_restarts() {
+        for seed in 1..=6u64 {
+            let dir = tempfile::tempdir().unwrap();
+            let id = Uuid::new_v4();
+            let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+            {
+                let store = open_store(dir.path());
+                let log = PartitionLog::create(store.clone(), id, 0).unwrap();
+                assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+                assert_eq!(log.max_timestamp().unwrap(), None);
+                // Timestamps mostly rising with jitter, sometimes far back: the running
+                // maximum and the per-batch maxima differ.
+                let mut clock = 500i64;
+                for _ in 0..80 {
+                    let n = 1 + rng.below(5) as usize;
+                    let ts: Vec<i64> = (0..n)
+                        .map(|_| {
+                            clock += rng.below(12) as i64;
+                            if rng.below(6) == 0 { clock - rng.below(400) as i64 } else { clock }
+                        })
+                        .collect();
+                    append_timestamps(&log, &ts);
+                }
+                assert_index_matches_scan(&log, &format!("seed {seed}"));
+                // Move the start: to batch boundaries and into batches.
+                for _ in 0..4 {
+                    let o = log.offsets();
+                    let target = o.log_start + rng.below(((o.log_end - o.log_start) / 3).max(1) as u64) as i64;
+                    log.delete_records(target).unwrap();
+                    assert_index_matches_scan(&log, &format!("seed {seed} after deleting below {target}"));
+                }
+            }
+            let store = open_store(dir.path());
+            let log = PartitionLog::open(store.clone(), id, 0).unwrap();
+            assert_index_matches_scan(&log, &format!("seed {seed} after a restart"));
+            append_timestamps(&log, &[5, 100_000, 7]);
+            assert_eq!(log.max_timestamp().unwrap(), scanned_max_timestamp(&log));
+            assert_eq!(log.max_timestamp().unwrap().map(|(_, ts)| ts), Some(100_000));
+        }
+    }
+
+    #[test]
+    fn deleting_everything_restarts_the_time_index_with_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let log = PartitionLog::create(store.clone(), Uuid::new_v4(), 0).unwrap();
+        append_timestamps(&log, &[900, 950]);
+        append_timestamps(&log, &[100]);
+        let deleted = log.delete_before(3).unwrap().unwrap();
+        assert_eq!((deleted.batches, deleted.records, deleted.new_start, deleted.deleted_below), (2, 3, 3, 3));
+        assert_eq!(log.max_timestamp().unwrap(), None);
+        // Older than everything deleted, yet found: the index restarted.
+        append_timestamps(&log, &[50, 60]);
+        assert_eq!(log.offset_for_timestamp(55).unwrap(), Some((4, 60)));
+        assert_eq!(log.max_timestamp().unwrap(), Some((4, 60)));
+    }
+
+    #[test]
+    fn indexes_are_built_for_a_partition_stored_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        {
+            let store = open_store(dir.path());
+            let log = PartitionLog::create(store.clone(), id, 0).unwrap();
+            append_timestamps(&log, &[10, 30]);
+            append_timestamps(&log, &[20]);
+            append_timestamps(&log, &[40]);
+            let db = store.db();
+            let meta = db.cf_handle(META_CF).unwrap();
+            for prefix in [keys::batch_index_prefix(id, None), keys::time_index_prefix(id, None)] {
+                db.delete_range_cf(&meta, &prefix, &keys::prefix_end(&prefix)).unwrap();
+            }
+        }
+        let store = open_store(dir.path());
+        let log = PartitionLog::open(store.clone(), id, 0).unwrap();
+        assert_eq!(log.offset_for_timestamp(25).unwrap(), Some((1, 30)));
+        assert_eq!(log.offset_for_timestamp(35).unwrap(), Some((3, 40)));
+        let mut batches = Vec::new();
+        log.visit_batches(|b| {
+            batches.push((b.base_offset, b.last_offset, b.max_timestamp));
+            true
+        })
+        .unwrap();
+        assert_eq!(batches, vec![(0, 1, 30), (2, 2, 20), (3, 3, 40)]);
+    }
+
+    #[test]
+    fn delete_before_removes_batches_and_their_index_entries_in_one_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let log = PartitionLog::create(store.clone(), Uuid::new_v4(), 0).unwrap();
+        let mut stored = Vec::new();
+        for i in 0..10 {
+            append_timestamps(&log, &[i * 10, i * 10 + 1]);
+            stored.push(log.read(i * 2, 1 << 20, true).unwrap().records);
+        }
+        let sizes: u64 = stored[..4].iter().map(|b| b.len() as u64).sum();
+        let deleted = log.delete_before(8).unwrap().unwrap();
+        assert_eq!(deleted, Deleted { old_start: 0, new_start: 8, batches: 4, bytes: sizes, records: 8, deleted_below: 8 });
+        assert!(matches!(log.read(7, 1 << 20, true), Err(StorageError::OffsetOutOfRange)));
+        let rest = log.read(8, 1 << 20, true).unwrap();
+        assert_eq!(&rest.records[..], &stored[4..].concat()[..], "the newest batches, byte for byte");
+        let mut bases = Vec::new();
+        log.visit_batches(|b| {
+            bases.push(b.base_offset);
+            true
+        })
+        .unwrap();
+        assert_eq!(bases, vec![8, 10, 12, 14, 16, 18]);
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((8, 40)));
+        assert!(log.delete_before(8).unwrap().is_none(), "nothing below the start left");
+        assert!(matches!(log.delete_before(21), Err(StorageError::OffsetOutOfRange)), "above the high watermark");
+        log.reclaim(deleted.deleted_below).unwrap();
+        assert_eq!(log.read(8, 1 << 20, true).unwrap().records, rest.records);
+    }
+
     #[test]
     fn metadata_claiming_more_than_the_data_is_truncated_to_it_and_reported() {
         let dir = tempfile::tempdir().unwrap();
