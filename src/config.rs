@@ -77,6 +77,14 @@ pub struct Config {
     pub max_partitions_per_request: usize,
     /// Most partitions the broker holds, all topics together.
     pub max_partitions: usize,
+    /// How long a log keeps data when its topic sets no `retention.ms` (Kafka's
+    /// `log.retention.ms`; -1: forever).
+    pub log_retention_ms: i64,
+    /// Most bytes a partition keeps when its topic sets no `retention.bytes` (Kafka's
+    /// `log.retention.bytes`; -1: no limit).
+    pub log_retention_bytes: i64,
+    /// How often logs are checked for data past retention (`log.retention.check.interval.ms`).
+    pub log_retention_check_interval_ms: i64,
 }
 
 /// How log lines are written.
@@ -120,6 +128,9 @@ impl Default for Config {
             producer_id_expiration_check_interval_ms: 600_000,
             max_partitions_per_request: 2_000,
             max_partitions: 20_000,
+            log_retention_ms: 604_800_000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
         }
     }
 }
@@ -229,6 +240,15 @@ pub struct Cli {
     /// Most partitions the broker holds in all.
     #[arg(long, env = "FLUXO_MAX_PARTITIONS")]
     pub max_partitions: Option<usize>,
+    /// Retention of topics without retention.ms, in ms (-1: forever).
+    #[arg(long, env = "FLUXO_LOG_RETENTION_MS", allow_negative_numbers = true)]
+    pub log_retention_ms: Option<i64>,
+    /// Bytes kept per partition of topics without retention.bytes (-1: no limit).
+    #[arg(long, env = "FLUXO_LOG_RETENTION_BYTES", allow_negative_numbers = true)]
+    pub log_retention_bytes: Option<i64>,
+    /// How often retention is enforced, in ms.
+    #[arg(long, env = "FLUXO_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    pub log_retention_check_interval_ms: Option<i64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -308,7 +328,10 @@ impl Config {
             producer_id_expiration_ms,
             producer_id_expiration_check_interval_ms,
             max_partitions_per_request,
-            max_partitions
+            max_partitions,
+            log_retention_ms,
+            log_retention_bytes,
+            log_retention_check_interval_ms
         );
         config.validate()?;
         Ok(config)
@@ -397,6 +420,15 @@ impl Config {
         }
         if self.max_partitions < self.max_partitions_per_request {
             return Err(invalid("max_partitions", "must be >= max_partitions_per_request"));
+        }
+        if self.log_retention_ms < -1 {
+            return Err(invalid("log_retention_ms", "must be >= -1"));
+        }
+        if self.log_retention_bytes < -1 {
+            return Err(invalid("log_retention_bytes", "must be >= -1"));
+        }
+        if self.log_retention_check_interval_ms < 1 {
+            return Err(invalid("log_retention_check_interval_ms", "must be >= 1"));
         }
         Ok(())
     }

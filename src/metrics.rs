@@ -83,6 +83,10 @@ pub struct Metrics {
     pub request_pool_bytes: Gauge,
     /// Requests refused by closing the connection (unsupported version, undecodable).
     pub requests_refused: Family<ApiLabels, Counter>,
+    /// Record batch bytes deleted by retention, per topic.
+    pub retention_deleted_bytes: Family<TopicLabels, Counter>,
+    /// Records (offsets) deleted by retention, per topic.
+    pub retention_deleted_records: Family<TopicLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -140,6 +144,18 @@ impl Default for Metrics {
             "Requests answered by closing the connection (unsupported version, undecodable), per API",
             requests_refused.clone(),
         );
+        let retention_deleted_bytes = Family::<TopicLabels, Counter>::default();
+        let retention_deleted_records = Family::<TopicLabels, Counter>::default();
+        registry.register(
+            "fluxo_retention_deleted_bytes",
+            "Record batch bytes deleted by retention (retention.ms, retention.bytes), per topic",
+            retention_deleted_bytes.clone(),
+        );
+        registry.register(
+            "fluxo_retention_deleted_records",
+            "Records deleted by retention (retention.ms, retention.bytes), per topic",
+            retention_deleted_records.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -156,6 +172,8 @@ impl Default for Metrics {
             request_pool_waits,
             request_pool_bytes,
             requests_refused,
+            retention_deleted_bytes,
+            retention_deleted_records,
         }
     }
 }

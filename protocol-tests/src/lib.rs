@@ -224,6 +224,11 @@ impl BrokerProcess {
         self.dir.path().join("data")
     }
 
+    /// The broker's data directory (`--data-dir`).
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir()
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("broker.log")
     }

@@ -13,6 +13,7 @@
 mod error;
 mod fetch;
 mod partition;
+pub mod retention;
 mod topics;
 
 use std::sync::Arc;

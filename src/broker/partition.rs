@@ -97,6 +97,11 @@ impl Partition {
         Partition { topic, log, store, metrics }
     }
 
+    /// The partition's log (for the domain's own modules, e.g. retention).
+    pub(super) fn log(&self) -> &Arc<PartitionLog> {
+        &self.log
+    }
+
     /// The partition index.
     pub fn index(&self) -> i32 {
         self.log.partition()

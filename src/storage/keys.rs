@@ -12,6 +12,11 @@
 //! - `g/<group id>` → consumer group metadata (JSON, see `group_store`)
 //! - `o/<group id len><group id><topic len><topic><partition>` → committed offset
 //! - `cluster_id`, `producer_id_block` → broker-wide values
+//! - `bi/<topic id><partition><base offset>` → batch index: last offset, stored size and
+//!   max timestamp of each batch (what retention decides on, without reading batches)
+//! - `ti/<topic id><partition><timestamp>` → time index: base offset of the first batch
+//!   whose max timestamp reached this value (the running maximum of the log, so keys
+//!   and offsets grow together; see `PartitionLog::offset_for_timestamp`)
 
 use uuid::Uuid;
 
@@ -175,6 +180,47 @@ fn take_prefixed(bytes: &[u8]) -> Option<(String, &[u8])> {
     Some((String::from_utf8(s.to_vec()).ok()?, &bytes[4 + len..]))
 }
 
+/// Prefix of the batch index of a partition, or of a whole topic.
+pub fn batch_index_prefix(topic_id: Uuid, partition: Option<i32>) -> Vec<u8> {
+    let mut k = b"bi/".to_vec();
+    k.extend_from_slice(topic_id.as_bytes());
+    if let Some(p) = partition {
+        k.extend_from_slice(&p.to_be_bytes());
+    }
+    k
+}
+
+/// Key of one batch in a partition's batch index.
+pub fn batch_index(topic_id: Uuid, partition: i32, base_offset: i64) -> Vec<u8> {
+    let mut k = batch_index_prefix(topic_id, Some(partition));
+    k.extend_from_slice(&offset_key(base_offset));
+    k
+}
+
+/// Prefix of the time index of a partition, or of a whole topic.
+pub fn time_index_prefix(topic_id: Uuid, partition: Option<i32>) -> Vec<u8> {
+    let mut k = b"ti/".to_vec();
+    k.extend_from_slice(topic_id.as_bytes());
+    if let Some(p) = partition {
+        k.extend_from_slice(&p.to_be_bytes());
+    }
+    k
+}
+
+/// Key of a time index entry: the timestamp with its sign bit flipped, big-endian, so
+/// byte order is timestamp order (negative timestamps included).
+pub fn time_index(topic_id: Uuid, partition: i32, timestamp: i64) -> Vec<u8> {
+    let mut k = time_index_prefix(topic_id, Some(partition));
+    k.extend_from_slice(&((timestamp as u64) ^ (1 << 63)).to_be_bytes());
+    k
+}
+
+/// The timestamp of a time index key (None: not one).
+pub fn parse_time_index(key: &[u8]) -> Option<i64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some((u64::from_be_bytes(tail) ^ (1 << 63)) as i64)
+}
+
 /// Key of the cluster id.
 pub const CLUSTER_ID: &[u8] = b"cluster_id";
 /// Key of the first producer id not yet handed out in a block.
@@ -197,6 +243,22 @@ mod tests {
         assert_eq!(parse_offset_commit(&k), Some(("grp".into(), "topic-a".into(), 7)));
         assert!(k.starts_with(&offset_commit_prefix("grp")));
         assert!(!k.starts_with(&offset_commit_prefix("gr")));
+    }
+
+    #[test]
+    fn time_index_keys_sort_by_timestamp() {
+        let id = Uuid::new_v4();
+        let ts = [i64::MIN, -5, -1, 0, 1, 1_700_000_000_000, i64::MAX];
+        for pair in ts.windows(2) {
+            assert!(time_index(id, 0, pair[0]) < time_index(id, 0, pair[1]), "{pair:?}");
+        }
+        for t in ts {
+            let k = time_index(id, 3, t);
+            assert!(k.starts_with(&time_index_prefix(id, Some(3))));
+            assert_eq!(parse_time_index(&k), Some(t));
+        }
+        assert!(batch_index(id, 1, 7).starts_with(&batch_index_prefix(id, Some(1))));
+        assert!(batch_index(id, 1, 255) < batch_index(id, 1, 256));
     }
 
     #[test]

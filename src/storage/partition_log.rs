@@ -45,6 +45,69 @@ struct LogState {
     log_end: i64,
     leader_epoch: i32,
     producers: ProducerStates,
+    /// Largest batch max timestamp in the stored log (the newest time index key).
+    max_timestamp: Option<i64>,
+}
+
+/// One stored batch as the batch index describes it: what retention decides on
+/// without reading the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// Offset of its first record.
+    pub base_offset: i64,
+    /// Offset of its last record.
+    pub last_offset: i64,
+    /// Stored size in bytes.
+    pub size: u64,
+    /// Its largest record timestamp.
+    pub max_timestamp: i64,
+}
+
+impl BatchSummary {
+    fn encode(&self) -> [u8; 20] {
+        let mut v = [0u8; 20];
+        v[0..8].copy_from_slice(&self.last_offset.to_be_bytes());
+        v[8..12].copy_from_slice(&(self.size.min(u32::MAX as u64) as u32).to_be_bytes());
+        v[12..20].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        v
+    }
+
+    fn decode(key: &[u8], v: &[u8]) -> Option<BatchSummary> {
+        let base = key.get(key.len().checked_sub(8)?..)?;
+        Some(BatchSummary {
+            base_offset: i64::from_be_bytes(base.try_into().ok()?),
+            last_offset: i64::from_be_bytes(v.get(0..8)?.try_into().ok()?),
+            size: u32::from_be_bytes(v.get(8..12)?.try_into().ok()?) as u64,
+            max_timestamp: i64::from_be_bytes(v.get(12..20)?.try_into().ok()?),
+        })
+    }
+
+    fn of_stored(stored: &[u8]) -> Result<BatchSummary, StorageError> {
+        let header = BatchHeader::parse(stored)?;
+        Ok(BatchSummary {
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            size: stored.len() as u64,
+            max_timestamp: header.max_timestamp,
+        })
+    }
+}
+
+/// What moving the log start deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deleted {
+    /// Log start before.
+    pub old_start: i64,
+    /// Log start after.
+    pub new_start: i64,
+    /// Whole batches deleted.
+    pub batches: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+    /// Offsets they held.
+    pub records: u64,
+    /// Every batch key below this was deleted (what [`PartitionLog::reclaim`] compacts).
+    pub deleted_below: i64,
 }
 
 /// What an append did.
@@ -206,9 +269,18 @@ impl PartitionLog {
                 .ok_or_else(|| StorageError::CorruptMetadata("producer state".into()))?;
             entries.push((pid, entry));
         }
+        let max_timestamp = if failed.is_none() {
+            match last_time_index_entry(&db, &meta, topic_id, partition)? {
+                Some((ts, _)) => Some(ts),
+                None => rebuild_indexes(&db, &cf, &meta, topic_id, partition)?,
+            }
+        } else {
+            None
+        };
         drop((cf, meta));
         let producers = ProducerStates::from_entries(entries);
         let log = PartitionLog::new(store, topic_id, partition, cf_name, log_start, log_end, leader_epoch, producers);
+        log.state.lock().max_timestamp = max_timestamp;
         *log.failed.lock() = failed;
         Ok(Arc::new(log))
     }
@@ -233,7 +305,7 @@ impl PartitionLog {
             partition,
             cf_name,
             store,
-            state: Mutex::new(LogState { log_start, log_end, leader_epoch, producers }),
+            state: Mutex::new(LogState { log_start, log_end, leader_epoch, producers, max_timestamp: None }),
             high_watermark,
             deleted: AtomicBool::new(false),
             failed: Mutex::new(None),
@@ -306,6 +378,8 @@ impl PartitionLog {
             );
             state.log_end = last + 1;
             self.advance_high_watermark(last + 1);
+            let meta = db.cf_handle(META_CF).expect("meta cf");
+            state.max_timestamp = last_time_index_entry(db, &meta, self.topic_id, self.partition)?.map(|(ts, _)| ts);
         }
         self.generation.store(generation, Ordering::SeqCst);
         Ok(())
@@ -367,6 +441,7 @@ impl PartitionLog {
         let mut first_offset = None;
         let mut touched: Vec<(i64, Option<ProducerEntry>)> = Vec::new();
         let now_ms = producer_state::now_ms();
+        let mut max_timestamp = state.max_timestamp;
         for (header, mut bytes) in batches {
             if header.has_producer_id() {
                 match state.producers.check(&header) {
@@ -383,6 +458,18 @@ impl PartitionLog {
             }
             batch::assign(&mut bytes, next, state.leader_epoch);
             write.put_cf(&cf, keys::offset_key(next), &bytes);
+            let summary = BatchSummary {
+                base_offset: next,
+                last_offset: next + header.last_offset_delta as i64,
+                size: bytes.len() as u64,
+                max_timestamp: header.max_timestamp,
+            };
+            write.put_cf(&meta, keys::batch_index(self.topic_id, self.partition, next), summary.encode());
+            if max_timestamp.is_none_or(|m| header.max_timestamp > m) {
+                // The running maximum grew: a time index entry, like Kafka's.
+                write.put_cf(&meta, keys::time_index(self.topic_id, self.partition, header.max_timestamp), keys::offset_key(next));
+                max_timestamp = Some(header.max_timestamp);
+            }
             if header.has_producer_id() {
                 touched.push((header.producer_id, state.producers.get(header.producer_id).cloned()));
                 let entry = state.producers.record(&header, next, now_ms);
@@ -398,6 +485,7 @@ impl PartitionLog {
                 return Err(self.rocks_error(e, true));
             }
             state.log_end = next;
+            state.max_timestamp = max_timestamp;
             if !defer_high_watermark {
                 self.advance_high_watermark(next);
             }
@@ -443,34 +531,157 @@ impl PartitionLog {
     /// An offset below the current log start changes nothing; one above the high watermark
     /// is out of range.
     pub fn delete_records(&self, before: i64) -> Result<i64, StorageError> {
+        let target = if before == -1 { *self.high_watermark.borrow() } else { before };
+        Ok(self.delete_before(target)?.map_or_else(|| self.offsets().log_start, |d| d.new_start))
+    }
+
+    /// Moves the log start offset to `new_start` (at most the high watermark), deleting
+    /// every batch wholly below it with its batch and time index entries, and the partition
+    /// metadata, in one write. Returns what was deleted; None when `new_start` is not above
+    /// the log start. Retention calls this with a segment boundary; the disk space comes
+    /// back with [`PartitionLog::reclaim`].
+    pub fn delete_before(&self, new_start: i64) -> Result<Option<Deleted>, StorageError> {
         let db = self.store.try_db()?;
         let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
         let meta = db.cf_handle(META_CF).expect("meta cf");
         let mut state = self.state.lock();
         self.check_live()?;
         let high_watermark = *self.high_watermark.borrow();
-        let target = if before == -1 { high_watermark } else { before };
-        if target < 0 || target > high_watermark {
+        if new_start < 0 || new_start > high_watermark {
             return Err(StorageError::OffsetOutOfRange);
         }
-        if target <= state.log_start {
-            return Ok(state.log_start);
+        if new_start <= state.log_start {
+            return Ok(None);
         }
-        // Keep the batch containing `target`, if any.
+        // Keep the batch containing `new_start`, if any.
         let mut iter = db.raw_iterator_cf(&cf);
-        iter.seek_for_prev(keys::offset_key(target));
+        iter.seek_for_prev(keys::offset_key(new_start));
         let keep_from = match iter.value() {
-            Some(v) if batch::offsets_of(v).1 >= target => batch::offsets_of(v).0,
-            _ => target,
+            Some(v) if batch::offsets_of(v).1 >= new_start => batch::offsets_of(v).0,
+            _ => new_start,
         };
         iter.status().map_err(|e| self.rocks_error(e, false))?;
         drop(iter);
+        let (tid, p) = (self.topic_id, self.partition);
+        let mut deleted = Deleted { old_start: state.log_start, new_start, deleted_below: keep_from, ..Default::default() };
+        let bi_prefix = keys::batch_index_prefix(tid, Some(p));
+        let mut index = db.raw_iterator_cf(&meta);
+        index.seek(&bi_prefix);
+        while let (Some(k), Some(v)) = (index.key(), index.value()) {
+            if !k.starts_with(&bi_prefix) {
+                break;
+            }
+            let b = BatchSummary::decode(k, v).ok_or_else(|| StorageError::CorruptMetadata("batch index".into()))?;
+            if b.base_offset >= keep_from {
+                break;
+            }
+            deleted.batches += 1;
+            deleted.bytes += b.size;
+            deleted.records += (b.last_offset - b.base_offset + 1).max(0) as u64;
+            index.next();
+        }
+        index.status()?;
+        drop(index);
         let mut write = WriteBatch::default();
-        write.delete_range_cf(&cf, keys::offset_key(0), keys::offset_key(keep_from));
-        write.put_cf(&meta, keys::partition_meta(self.topic_id, self.partition), meta_value(target, state.log_end, state.leader_epoch));
+        let max_timestamp = self.trim_time_index(&db, &meta, &mut write, keep_from, state.max_timestamp)?;
+        write.delete_range_cf(&cf, keys::OFFSET_KEY_MIN, &keys::offset_key(keep_from)[..]);
+        write.delete_range_cf(&meta, &bi_prefix, &keys::batch_index(tid, p, keep_from));
+        write.put_cf(&meta, keys::partition_meta(tid, p), meta_value(new_start, state.log_end, state.leader_epoch));
         db.write(write).map_err(|e| self.rocks_error(e, true))?;
-        state.log_start = target;
-        Ok(target)
+        state.log_start = new_start;
+        state.max_timestamp = max_timestamp;
+        Ok(Some(deleted))
+    }
+
+    /// Adds to `write` what keeps the time index exact once the batches below `keep_from`
+    /// are gone: their entries go, and entries are added for the batches from `keep_from`
+    /// on where the running maximum of what remains grows while it is still at or below the
+    /// deleted maximum (above it, the old entries are already right). Returns the maximum
+    /// timestamp of the log afterwards.
+    fn trim_time_index(
+        &self,
+        db: &super::Db,
+        meta: &impl rocksdb::AsColumnFamilyRef,
+        write: &mut WriteBatch,
+        keep_from: i64,
+        max_timestamp: Option<i64>,
+    ) -> Result<Option<i64>, StorageError> {
+        let (tid, p) = (self.topic_id, self.partition);
+        let ti_prefix = keys::time_index_prefix(tid, Some(p));
+        let mut iter = db.raw_iterator_cf(meta);
+        iter.seek(&ti_prefix);
+        let mut deleted_max = None;
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&ti_prefix) || offset_value(v)? >= keep_from {
+                break;
+            }
+            deleted_max = keys::parse_time_index(k);
+            iter.next();
+        }
+        iter.status()?;
+        let Some(deleted_max) = deleted_max else { return Ok(max_timestamp) };
+        write.delete_range_cf(meta, &ti_prefix, &keys::prefix_end(&keys::time_index(tid, p, deleted_max)));
+        let bi_prefix = keys::batch_index_prefix(tid, Some(p));
+        iter.seek(keys::batch_index(tid, p, keep_from));
+        let mut running: Option<i64> = None;
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&bi_prefix) {
+                break;
+            }
+            let b = BatchSummary::decode(k, v).ok_or_else(|| StorageError::CorruptMetadata("batch index".into()))?;
+            if running.is_none_or(|r| b.max_timestamp > r) {
+                if b.max_timestamp > deleted_max {
+                    // From here on the old entries are the right ones.
+                    return Ok(max_timestamp);
+                }
+                write.put_cf(meta, keys::time_index(tid, p, b.max_timestamp), keys::offset_key(b.base_offset));
+                running = Some(b.max_timestamp);
+                if b.max_timestamp == deleted_max {
+                    return Ok(max_timestamp);
+                }
+            }
+            iter.next();
+        }
+        iter.status()?;
+        // Nothing left reaches the deleted maximum: the new entries are the whole index.
+        Ok(running)
+    }
+
+    /// Reclaims the disk space of deleted batches: compacts the key range below
+    /// `deleted_below` (RocksDB drops what the range deletion covers) and flushes the
+    /// metadata column family, so that write-ahead logs holding the deleted batches can go.
+    /// Slow: call it off the request path.
+    pub fn reclaim(&self, deleted_below: i64) -> Result<(), StorageError> {
+        let db = self.store.try_db()?;
+        let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        db.flush_cf(&meta)?;
+        db.flush_cf(&cf)?;
+        db.compact_range_cf(&cf, None::<&[u8]>, Some(keys::offset_key(deleted_below)));
+        Ok(())
+    }
+
+    /// Visits the batch index (base offset order, from the first stored batch, committed
+    /// or not) until `visit` returns false.
+    pub fn visit_batches(&self, mut visit: impl FnMut(&BatchSummary) -> bool) -> Result<(), StorageError> {
+        self.check_live()?;
+        let db = self.store.try_db()?;
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        let prefix = keys::batch_index_prefix(self.topic_id, Some(self.partition));
+        let mut iter = db.raw_iterator_cf(&meta);
+        iter.seek(&prefix);
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let b = BatchSummary::decode(k, v).ok_or_else(|| StorageError::CorruptMetadata("batch index".into()))?;
+            if !visit(&b) {
+                break;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
     }
 
     /// Moves the high watermark forward to `offset` (never backwards) and wakes fetchers.
@@ -537,11 +748,27 @@ impl PartitionLog {
     }
 
     /// The first offset whose record timestamp is >= `timestamp`, with that
-    /// timestamp; None when every record is older.
+    /// timestamp; None when every record is older. A seek in the time index finds the
+    /// first batch whose max timestamp reaches `timestamp` (every batch before it is
+    /// older), so only that batch (rarely a few after it) is read.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
-        let log_start = self.offsets().log_start;
+        self.check_live()?;
+        let LogOffsets { log_start, high_watermark, .. } = self.offsets();
+        let db = self.store.try_db()?;
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        let prefix = keys::time_index_prefix(self.topic_id, Some(self.partition));
+        let mut index = db.raw_iterator_cf(&meta);
+        index.seek(keys::time_index(self.topic_id, self.partition, timestamp));
+        let from = match (index.key(), index.value()) {
+            (Some(k), Some(v)) if k.starts_with(&prefix) => offset_value(v)?,
+            _ => {
+                index.status()?;
+                return Ok(None);
+            }
+        };
+        drop(index);
         let mut found = None;
-        self.scan_batches(|stored, header| {
+        self.scan_batches_from(from, high_watermark, |stored, header| {
             if header.max_timestamp < timestamp || header.last_offset() < log_start {
                 return true;
             }
@@ -558,23 +785,70 @@ impl PartitionLog {
         Ok(found)
     }
 
-    /// The offset and timestamp of the record with the largest timestamp.
+    /// The offset and timestamp of the record with the largest timestamp (the first
+    /// such record), from the newest committed time index entry.
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
-        let mut best: Option<(i64, i64)> = None;
-        self.scan_batches(|stored, header| {
-            if best.map(|(_, ts)| header.max_timestamp > ts).unwrap_or(true) {
-                let offset = batch::record_timestamps(stored)
-                    .and_then(|r| r.into_iter().find(|(_, ts)| *ts == header.max_timestamp))
-                    .map(|(o, _)| o)
-                    .unwrap_or(header.last_offset());
-                best = Some((offset, header.max_timestamp));
+        self.check_live()?;
+        let high_watermark = *self.high_watermark.borrow();
+        let db = self.store.try_db()?;
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        let prefix = keys::time_index_prefix(self.topic_id, Some(self.partition));
+        let mut index = db.raw_iterator_cf(&meta);
+        index.seek_for_prev(keys::prefix_end(&prefix));
+        let mut entry = None;
+        while let (Some(k), Some(v)) = (index.key(), index.value()) {
+            if !k.starts_with(&prefix) {
+                break;
             }
-            true
+            let offset = offset_value(v)?;
+            if offset < high_watermark {
+                entry = keys::parse_time_index(k).map(|ts| (offset, ts));
+                break;
+            }
+            index.prev();
+        }
+        index.status()?;
+        drop(index);
+        let Some((from, max)) = entry else { return Ok(None) };
+        let mut best = None;
+        self.scan_batches_from(from, high_watermark, |stored, header| {
+            let offset = batch::record_timestamps(stored)
+                .and_then(|r| r.into_iter().find(|(_, ts)| *ts == max))
+                .map(|(o, _)| o)
+                .unwrap_or(header.last_offset());
+            best = Some((offset, max));
+            false
         })?;
         Ok(best)
     }
 
-    /// Visits committed batches in order until `visit` returns false.
+    /// Visits committed batches in order from the one at or after `from` until `visit`
+    /// returns false.
+    fn scan_batches_from(
+        &self,
+        from: i64,
+        high_watermark: i64,
+        mut visit: impl FnMut(&[u8], &BatchHeader) -> bool,
+    ) -> Result<(), StorageError> {
+        let db = self.store.try_db()?;
+        let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let mut iter = db.raw_iterator_cf(&cf);
+        iter.seek(keys::offset_key(from));
+        while let Some(value) = iter.value() {
+            let header = BatchHeader::parse(value)?;
+            if header.base_offset >= high_watermark || !visit(value, &header) {
+                break;
+            }
+            iter.next();
+        }
+        iter.status().map_err(|e| self.rocks_error(e, false))?;
+        self.check_live()?;
+        Ok(())
+    }
+
+    /// Visits committed batches in order until `visit` returns false (the plain scan
+    /// the time index replaced; tests compare against it).
+    #[cfg(test)]
     fn scan_batches(&self, mut visit: impl FnMut(&[u8], &BatchHeader) -> bool) -> Result<(), StorageError> {
         self.check_live()?;
         let high_watermark = *self.high_watermark.borrow();
@@ -593,6 +867,64 @@ impl PartitionLog {
         self.check_live()?;
         Ok(())
     }
+}
+
+/// An offset stored as a metadata value.
+fn offset_value(v: &[u8]) -> Result<i64, StorageError> {
+    Ok(i64::from_be_bytes(v.try_into().map_err(|_| StorageError::CorruptMetadata("time index entry".into()))?))
+}
+
+/// The newest time index entry of a partition: (timestamp, base offset).
+fn last_time_index_entry(
+    db: &super::Db,
+    meta: &impl rocksdb::AsColumnFamilyRef,
+    topic_id: Uuid,
+    partition: i32,
+) -> Result<Option<(i64, i64)>, StorageError> {
+    let prefix = keys::time_index_prefix(topic_id, Some(partition));
+    let mut iter = db.raw_iterator_cf(meta);
+    iter.seek_for_prev(keys::prefix_end(&prefix));
+    let entry = match (iter.key(), iter.value()) {
+        (Some(k), Some(v)) if k.starts_with(&prefix) => keys::parse_time_index(k).zip(Some(offset_value(v)?)),
+        _ => None,
+    };
+    iter.status()?;
+    Ok(entry)
+}
+
+/// Writes the batch and time indexes of a partition stored before they existed (one
+/// read of its batches, at start-up); returns its max timestamp (None: no batches).
+fn rebuild_indexes(
+    db: &super::Db,
+    cf: &impl rocksdb::AsColumnFamilyRef,
+    meta: &impl rocksdb::AsColumnFamilyRef,
+    topic_id: Uuid,
+    partition: i32,
+) -> Result<Option<i64>, StorageError> {
+    let mut iter = db.raw_iterator_cf(cf);
+    iter.seek_to_first();
+    let mut write = WriteBatch::default();
+    let mut max_timestamp: Option<i64> = None;
+    let mut batches = 0u64;
+    while let Some(value) = iter.value() {
+        let b = BatchSummary::of_stored(value)?;
+        write.put_cf(meta, keys::batch_index(topic_id, partition, b.base_offset), b.encode());
+        if max_timestamp.is_none_or(|m| b.max_timestamp > m) {
+            write.put_cf(meta, keys::time_index(topic_id, partition, b.max_timestamp), keys::offset_key(b.base_offset));
+            max_timestamp = Some(b.max_timestamp);
+        }
+        batches += 1;
+        if write.len() >= 10_000 {
+            db.write(std::mem::take(&mut write))?;
+        }
+        iter.next();
+    }
+    iter.status()?;
+    if batches > 0 {
+        db.write(write)?;
+        tracing::info!(topic_id = %topic_id, partition, batches, "built the batch and time indexes of a partition stored without them");
+    }
+    Ok(max_timestamp)
 }
 
 fn restore(producers: &mut ProducerStates, touched: Vec<(i64, Option<ProducerEntry>)>) {
@@ -671,6 +1003,198 @@ mod tests {
     /// The batches of `log` from offset 0, as stored (base offsets rewritten).
     fn read_all(log: &PartitionLog) -> Bytes {
         log.read(0, 1 << 20, true).unwrap().records
+    }
+
+    /// A tiny deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// An uncompressed batch whose records carry these timestamps.
+    fn batch_with_timestamps(timestamps: &[i64]) -> Bytes {
+        use crate::storage::records::tests::{build, record};
+        let base = timestamps[0];
+        let max = *timestamps.iter().max().unwrap();
+        let mut payload = Vec::new();
+        for (i, ts) in timestamps.iter().enumerate() {
+            payload.extend(record(i as i64, ts - base, None, Some(&[i as u8]), &[]));
+        }
+        let n = timestamps.len() as i32;
+        build(0, n, n - 1, base, max, &payload).freeze()
+    }
+
+    fn append_timestamps(log: &PartitionLog, timestamps: &[i64]) {
+        log.append(split_and_validate(batch_with_timestamps(timestamps)).unwrap(), false).unwrap();
+    }
+
+    /// ListOffsets by timestamp as it was answered before the time index: a scan of every batch.
+    fn scanned_offset_for_timestamp(log: &PartitionLog, timestamp: i64) -> Option<(i64, i64)> {
+        let log_start = log.offsets().log_start;
+        let mut found = None;
+        log.scan_batches(|stored, header| {
+            if header.max_timestamp < timestamp || header.last_offset() < log_start {
+                return true;
+            }
+            match batch::record_timestamps(stored).unwrap().into_iter().find(|(o, ts)| *o >= log_start && *ts >= timestamp) {
+                Some(hit) => found = Some(hit),
+                None => return true,
+            }
+            false
+        })
+        .unwrap();
+        found
+    }
+
+    /// The max timestamp as it was answered before the time index.
+    fn scanned_max_timestamp(log: &PartitionLog) -> Option<(i64, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        log.scan_batches(|stored, header| {
+            if best.map(|(_, ts)| header.max_timestamp > ts).unwrap_or(true) {
+                let offset = batch::record_timestamps(stored)
+                    .unwrap()
+                    .into_iter()
+                    .find(|(_, ts)| *ts == header.max_timestamp)
+                    .map(|(o, _)| o)
+                    .unwrap();
+                best = Some((offset, header.max_timestamp));
+            }
+            true
+        })
+        .unwrap();
+        best
+    }
+
+    fn assert_index_matches_scan(log: &PartitionLog, context: &str) {
+        for t in (-20..=5_500).step_by(7) {
+            assert_eq!(log.offset_for_timestamp(t).unwrap(), scanned_offset_for_timestamp(log, t), "{context}: timestamp {t}");
+        }
+        assert_eq!(log.max_timestamp().unwrap(), scanned_max_timestamp(log), "{context}: max timestamp");
+    }
+
+    #[test]
+    fn time_index_answers_like_the_scan_for_random_data_across_deletions_and_restarts() {
+        for seed in 1..=6u64 {
+            let dir = tempfile::tempdir().unwrap();
+            let id = Uuid::new_v4();
+            let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+            {
+                let store = open_store(dir.path());
+                let log = PartitionLog::create(store.clone(), id, 0).unwrap();
+                assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+                assert_eq!(log.max_timestamp().unwrap(), None);
+                // Timestamps mostly rising with jitter, sometimes far back: the running
+                // maximum and the per-batch maxima differ.
+                let mut clock = 500i64;
+                for _ in 0..80 {
+                    let n = 1 + rng.below(5) as usize;
+                    let ts: Vec<i64> = (0..n)
+                        .map(|_| {
+                            clock += rng.below(12) as i64;
+                            if rng.below(6) == 0 { clock - rng.below(400) as i64 } else { clock }
+                        })
+                        .collect();
+                    append_timestamps(&log, &ts);
+                }
+                assert_index_matches_scan(&log, &format!("seed {seed}"));
+                // Move the start: to batch boundaries and into batches.
+                for _ in 0..4 {
+                    let o = log.offsets();
+                    let target = o.log_start + rng.below(((o.log_end - o.log_start) / 3).max(1) as u64) as i64;
+                    log.delete_records(target).unwrap();
+                    assert_index_matches_scan(&log, &format!("seed {seed} after deleting below {target}"));
+                }
+            }
+            let store = open_store(dir.path());
+            let log = PartitionLog::open(store.clone(), id, 0).unwrap();
+            assert_index_matches_scan(&log, &format!("seed {seed} after a restart"));
+            append_timestamps(&log, &[5, 100_000, 7]);
+            assert_eq!(log.max_timestamp().unwrap(), scanned_max_timestamp(&log));
+            assert_eq!(log.max_timestamp().unwrap().map(|(_, ts)| ts), Some(100_000));
+        }
+    }
+
+    #[test]
+    fn deleting_everything_restarts_the_time_index_with_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let log = PartitionLog::create(store.clone(), Uuid::new_v4(), 0).unwrap();
+        append_timestamps(&log, &[900, 950]);
+        append_timestamps(&log, &[100]);
+        let deleted = log.delete_before(3).unwrap().unwrap();
+        assert_eq!((deleted.batches, deleted.records, deleted.new_start, deleted.deleted_below), (2, 3, 3, 3));
+        assert_eq!(log.max_timestamp().unwrap(), None);
+        // Older than everything deleted, yet found: the index restarted.
+        append_timestamps(&log, &[50, 60]);
+        assert_eq!(log.offset_for_timestamp(55).unwrap(), Some((4, 60)));
+        assert_eq!(log.max_timestamp().unwrap(), Some((4, 60)));
+    }
+
+    #[test]
+    fn indexes_are_built_for_a_partition_stored_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        {
+            let store = open_store(dir.path());
+            let log = PartitionLog::create(store.clone(), id, 0).unwrap();
+            append_timestamps(&log, &[10, 30]);
+            append_timestamps(&log, &[20]);
+            append_timestamps(&log, &[40]);
+            let db = store.db();
+            let meta = db.cf_handle(META_CF).unwrap();
+            for prefix in [keys::batch_index_prefix(id, None), keys::time_index_prefix(id, None)] {
+                db.delete_range_cf(&meta, &prefix, &keys::prefix_end(&prefix)).unwrap();
+            }
+        }
+        let store = open_store(dir.path());
+        let log = PartitionLog::open(store.clone(), id, 0).unwrap();
+        assert_eq!(log.offset_for_timestamp(25).unwrap(), Some((1, 30)));
+        assert_eq!(log.offset_for_timestamp(35).unwrap(), Some((3, 40)));
+        let mut batches = Vec::new();
+        log.visit_batches(|b| {
+            batches.push((b.base_offset, b.last_offset, b.max_timestamp));
+            true
+        })
+        .unwrap();
+        assert_eq!(batches, vec![(0, 1, 30), (2, 2, 20), (3, 3, 40)]);
+    }
+
+    #[test]
+    fn delete_before_removes_batches_and_their_index_entries_in_one_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let log = PartitionLog::create(store.clone(), Uuid::new_v4(), 0).unwrap();
+        let mut stored = Vec::new();
+        for i in 0..10 {
+            append_timestamps(&log, &[i * 10, i * 10 + 1]);
+            stored.push(log.read(i * 2, 1 << 20, true).unwrap().records);
+        }
+        let sizes: u64 = stored[..4].iter().map(|b| b.len() as u64).sum();
+        let deleted = log.delete_before(8).unwrap().unwrap();
+        assert_eq!(deleted, Deleted { old_start: 0, new_start: 8, batches: 4, bytes: sizes, records: 8, deleted_below: 8 });
+        assert!(matches!(log.read(7, 1 << 20, true), Err(StorageError::OffsetOutOfRange)));
+        let rest = log.read(8, 1 << 20, true).unwrap();
+        assert_eq!(&rest.records[..], &stored[4..].concat()[..], "the newest batches, byte for byte");
+        let mut bases = Vec::new();
+        log.visit_batches(|b| {
+            bases.push(b.base_offset);
+            true
+        })
+        .unwrap();
+        assert_eq!(bases, vec![8, 10, 12, 14, 16, 18]);
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((8, 40)));
+        assert!(log.delete_before(8).unwrap().is_none(), "nothing below the start left");
+        assert!(matches!(log.delete_before(21), Err(StorageError::OffsetOutOfRange)), "above the high watermark");
+        log.reclaim(deleted.deleted_below).unwrap();
+        assert_eq!(log.read(8, 1 << 20, true).unwrap().records, rest.records);
     }
 
     #[test]

@@ -115,6 +115,14 @@ pub struct TopicPolicy {
     pub retention_bytes: i64,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
+    /// `segment.bytes`: retention deletes whole virtual segments of at most this many bytes.
+    pub segment_bytes: i64,
+    /// `segment.ms`: a virtual segment spans at most this much time (batch max timestamps).
+    pub segment_ms: i64,
+    /// `retention.ms` is set on the topic; otherwise the broker's `log_retention_ms` applies.
+    pub retention_ms_set: bool,
+    /// `retention.bytes` is set on the topic; otherwise the broker's `log_retention_bytes` applies.
+    pub retention_bytes_set: bool,
 }
 
 impl TopicPolicy {
@@ -138,7 +146,20 @@ impl TopicPolicy {
             retention_ms: get(configs, "retention.ms"),
             retention_bytes: get(configs, "retention.bytes"),
             min_insync_replicas: get(configs, "min.insync.replicas"),
+            segment_bytes: get::<i32>(configs, "segment.bytes") as i64,
+            segment_ms: get(configs, "segment.ms"),
+            retention_ms_set: configs.get("retention.ms").is_some_and(|v| v.trim().parse::<i64>().is_ok()),
+            retention_bytes_set: configs.get("retention.bytes").is_some_and(|v| v.trim().parse::<i64>().is_ok()),
         }
+    }
+
+    /// The `(retention.ms, retention.bytes)` that apply: the topic's overrides, else the
+    /// broker's defaults (`log_retention_ms`, `log_retention_bytes`).
+    pub fn retention(&self, broker_ms: i64, broker_bytes: i64) -> (i64, i64) {
+        (
+            if self.retention_ms_set { self.retention_ms } else { broker_ms },
+            if self.retention_bytes_set { self.retention_bytes } else { broker_bytes },
+        )
     }
 }
 
@@ -164,6 +185,9 @@ mod tests {
         let policy = TopicPolicy::from_configs(&configs);
         assert!(policy.compact && policy.delete && policy.log_append_time);
         assert_eq!((policy.max_message_bytes, policy.retention_bytes), (1000, 5));
+        assert_eq!(policy.retention(60_000, 77), (60_000, 5), "retention.ms from the broker, bytes from the topic");
+        assert_eq!(default.retention(60_000, 77), (60_000, 77));
+        assert_eq!((default.segment_bytes, default.segment_ms), (1_073_741_824, 604_800_000));
     }
 
     #[test]

@@ -382,6 +382,8 @@ impl TopicStore {
                 keys::partition_meta_prefix(topic.id),
                 keys::producer_state_prefix(topic.id, None),
                 keys::partition_cf_ref_prefix(topic.id),
+                keys::batch_index_prefix(topic.id, None),
+                keys::time_index_prefix(topic.id, None),
             ] {
                 write.delete_range_cf(&meta, &prefix, &keys::prefix_end(&prefix));
             }
