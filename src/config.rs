@@ -77,6 +77,22 @@ pub struct Config {
     pub max_partitions_per_request: usize,
     /// Most partitions the broker holds, all topics together.
     pub max_partitions: usize,
+    /// Run the log cleaner that compacts `cleanup.policy=compact` topics (`log.cleaner.enable`).
+    pub log_cleaner_enable: bool,
+    /// Pause between the log cleaner's passes over the compacted partitions, in ms
+    /// (`log.cleaner.backoff.ms`).
+    pub log_cleaner_backoff_ms: u64,
+    /// A compacted partition is cleaned once dirty bytes / cleanable bytes exceeds this
+    /// (`log.cleaner.min.cleanable.ratio`; topic `min.cleanable.dirty.ratio` overrides).
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// Records younger than this stay uncompacted, in ms (`log.cleaner.min.compaction.lag.ms`).
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// A record stays uncompacted at most this long, whatever the dirty ratio, in ms
+    /// (`log.cleaner.max.compaction.lag.ms`).
+    pub log_cleaner_max_compaction_lag_ms: i64,
+    /// Tombstones stay this long after the cleaning that first saw them, in ms
+    /// (`log.cleaner.delete.retention.ms`).
+    pub log_cleaner_delete_retention_ms: i64,
 }
 
 /// How log lines are written.
@@ -120,6 +136,12 @@ impl Default for Config {
             producer_id_expiration_check_interval_ms: 600_000,
             max_partitions_per_request: 2_000,
             max_partitions: 20_000,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
+            log_cleaner_delete_retention_ms: 86_400_000,
         }
     }
 }
@@ -229,6 +251,24 @@ pub struct Cli {
     /// Most partitions the broker holds in all.
     #[arg(long, env = "FLUXO_MAX_PARTITIONS")]
     pub max_partitions: Option<usize>,
+    /// Run the log cleaner (compaction of cleanup.policy=compact topics).
+    #[arg(long, env = "FLUXO_LOG_CLEANER_ENABLE")]
+    pub log_cleaner_enable: Option<bool>,
+    /// Pause between log cleaner passes, in ms.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_BACKOFF_MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
+    /// Dirty ratio above which a compacted partition is cleaned.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_MIN_CLEANABLE_RATIO")]
+    pub log_cleaner_min_cleanable_ratio: Option<f64>,
+    /// Records younger than this are not compacted, in ms.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_MIN_COMPACTION_LAG_MS")]
+    pub log_cleaner_min_compaction_lag_ms: Option<i64>,
+    /// Records are compacted at the latest this long after being written, in ms.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_MAX_COMPACTION_LAG_MS")]
+    pub log_cleaner_max_compaction_lag_ms: Option<i64>,
+    /// Tombstones stay this long after the cleaning that first saw them, in ms.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_DELETE_RETENTION_MS")]
+    pub log_cleaner_delete_retention_ms: Option<i64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -308,7 +348,13 @@ impl Config {
             producer_id_expiration_ms,
             producer_id_expiration_check_interval_ms,
             max_partitions_per_request,
-            max_partitions
+            max_partitions,
+            log_cleaner_enable,
+            log_cleaner_backoff_ms,
+            log_cleaner_min_cleanable_ratio,
+            log_cleaner_min_compaction_lag_ms,
+            log_cleaner_max_compaction_lag_ms,
+            log_cleaner_delete_retention_ms
         );
         config.validate()?;
         Ok(config)
@@ -397,6 +443,21 @@ impl Config {
         }
         if self.max_partitions < self.max_partitions_per_request {
             return Err(invalid("max_partitions", "must be >= max_partitions_per_request"));
+        }
+        if self.log_cleaner_backoff_ms < 1 {
+            return Err(invalid("log_cleaner_backoff_ms", "must be >= 1"));
+        }
+        if !(0.0..=1.0).contains(&self.log_cleaner_min_cleanable_ratio) {
+            return Err(invalid("log_cleaner_min_cleanable_ratio", "must be between 0 and 1"));
+        }
+        if self.log_cleaner_min_compaction_lag_ms < 0 {
+            return Err(invalid("log_cleaner_min_compaction_lag_ms", "must be >= 0"));
+        }
+        if self.log_cleaner_max_compaction_lag_ms < 1 {
+            return Err(invalid("log_cleaner_max_compaction_lag_ms", "must be >= 1"));
+        }
+        if self.log_cleaner_delete_retention_ms < 0 {
+            return Err(invalid("log_cleaner_delete_retention_ms", "must be >= 0"));
         }
         Ok(())
     }

@@ -100,6 +100,7 @@ async fn run(config: Config) -> ExitCode {
     }
     let check = std::time::Duration::from_millis(broker.config().producer_id_expiration_check_interval_ms as u64);
     tokio::spawn(fluxo::storage::topic_store::expire_producers_every(broker.clone(), |b: &Broker| b.topic_lookup(), check, broker.shutdown_signal().clone()));
+    tokio::spawn(fluxo::broker::compaction::run_cleaner(broker.clone(), broker.shutdown_signal().clone()));
     fluxo::server::run(broker, listeners, shutdown_signal()).await;
     ExitCode::SUCCESS
 }

@@ -83,6 +83,12 @@ pub struct Metrics {
     pub request_pool_bytes: Gauge,
     /// Requests refused by closing the connection (unsupported version, undecodable).
     pub requests_refused: Family<ApiLabels, Counter>,
+    /// Log compaction: cleanings completed, per topic.
+    pub cleaner_runs: Family<TopicLabels, Counter>,
+    /// Log compaction: bytes of batches read by cleanings, per topic.
+    pub cleaner_cleaned_bytes: Family<TopicLabels, Counter>,
+    /// Log compaction: records removed (superseded, tombstones past their horizon), per topic.
+    pub cleaner_removed_records: Family<TopicLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -140,6 +146,16 @@ impl Default for Metrics {
             "Requests answered by closing the connection (unsupported version, undecodable), per API",
             requests_refused.clone(),
         );
+        let cleaner_runs = Family::<TopicLabels, Counter>::default();
+        let cleaner_cleaned_bytes = Family::<TopicLabels, Counter>::default();
+        let cleaner_removed_records = Family::<TopicLabels, Counter>::default();
+        registry.register("fluxo_cleaner_runs", "Log compaction cleanings completed, per topic", cleaner_runs.clone());
+        registry.register("fluxo_cleaner_cleaned_bytes", "Bytes of record batches read by log compaction, per topic", cleaner_cleaned_bytes.clone());
+        registry.register(
+            "fluxo_cleaner_removed_records",
+            "Records removed by log compaction (superseded values, expired tombstones), per topic",
+            cleaner_removed_records.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -156,6 +172,9 @@ impl Default for Metrics {
             request_pool_waits,
             request_pool_bytes,
             requests_refused,
+            cleaner_runs,
+            cleaner_cleaned_bytes,
+            cleaner_removed_records,
         }
     }
 }

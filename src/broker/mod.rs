@@ -14,6 +14,7 @@ mod error;
 mod fetch;
 mod partition;
 mod topics;
+pub mod compaction;
 
 use std::sync::Arc;
 

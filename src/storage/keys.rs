@@ -12,6 +12,8 @@
 //! - `g/<group id>` → consumer group metadata (JSON, see `group_store`)
 //! - `o/<group id len><group id><topic len><topic><partition>` → committed offset
 //! - `cluster_id`, `producer_id_block` → broker-wide values
+//! - `k/<topic id><partition>` → log cleaner checkpoint: the first dirty offset of a
+//!   compacted partition (every batch below it has been cleaned)
 
 use uuid::Uuid;
 
@@ -179,6 +181,21 @@ fn take_prefixed(bytes: &[u8]) -> Option<(String, &[u8])> {
 pub const CLUSTER_ID: &[u8] = b"cluster_id";
 /// Key of the first producer id not yet handed out in a block.
 pub const PRODUCER_ID_BLOCK: &[u8] = b"producer_id_block";
+
+/// Key of a compacted partition's cleaner checkpoint (its first dirty offset,
+/// 8 big-endian bytes).
+pub fn cleaner_checkpoint(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    let mut k = cleaner_checkpoint_prefix(topic_id);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// Prefix of the cleaner checkpoints of a topic.
+pub fn cleaner_checkpoint_prefix(topic_id: Uuid) -> Vec<u8> {
+    let mut k = b"k/".to_vec();
+    k.extend_from_slice(topic_id.as_bytes());
+    k
+}
 
 #[cfg(test)]
 mod tests {

@@ -115,6 +115,15 @@ pub struct TopicPolicy {
     pub retention_bytes: i64,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
+    /// `min.cleanable.dirty.ratio` when the topic overrides it (else the broker's
+    /// `log_cleaner_min_cleanable_ratio` applies).
+    pub min_cleanable_dirty_ratio: Option<f64>,
+    /// `min.compaction.lag.ms` when overridden (else `log_cleaner_min_compaction_lag_ms`).
+    pub min_compaction_lag_ms: Option<i64>,
+    /// `max.compaction.lag.ms` when overridden (else `log_cleaner_max_compaction_lag_ms`).
+    pub max_compaction_lag_ms: Option<i64>,
+    /// `delete.retention.ms` when overridden (else `log_cleaner_delete_retention_ms`).
+    pub delete_retention_ms: Option<i64>,
 }
 
 impl TopicPolicy {
@@ -138,6 +147,10 @@ impl TopicPolicy {
             retention_ms: get(configs, "retention.ms"),
             retention_bytes: get(configs, "retention.bytes"),
             min_insync_replicas: get(configs, "min.insync.replicas"),
+            min_cleanable_dirty_ratio: configs.get("min.cleanable.dirty.ratio").and_then(|v| v.trim().parse().ok()),
+            min_compaction_lag_ms: configs.get("min.compaction.lag.ms").and_then(|v| v.trim().parse().ok()),
+            max_compaction_lag_ms: configs.get("max.compaction.lag.ms").and_then(|v| v.trim().parse().ok()),
+            delete_retention_ms: configs.get("delete.retention.ms").and_then(|v| v.trim().parse().ok()),
         }
     }
 }

@@ -382,6 +382,7 @@ impl TopicStore {
                 keys::partition_meta_prefix(topic.id),
                 keys::producer_state_prefix(topic.id, None),
                 keys::partition_cf_ref_prefix(topic.id),
+                keys::cleaner_checkpoint_prefix(topic.id),
             ] {
                 write.delete_range_cf(&meta, &prefix, &keys::prefix_end(&prefix));
             }
