@@ -58,7 +58,7 @@ fn compacted_topic_keeps_the_latest_value_per_key_at_its_offset() {
         .with_name(topic_name("state"))
         .with_num_partitions(1)
         .with_replication_factor(1)
-        .with_configs(vec![config("cleanup.policy", "compact"), config("delete.retention.ms", "500")])]);
+        .with_configs(vec![config("cleanup.policy", "compact"), config("delete.retention.ms", "500"), config("min.cleanable.dirty.ratio", "0.01")])]);
     let resp = client.call(7, &req);
     assert_eq!(resp.topics[0].error_code, code::NONE);
 
