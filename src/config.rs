@@ -85,6 +85,22 @@ pub struct Config {
     pub log_retention_bytes: i64,
     /// How often logs are checked for data past retention (`log.retention.check.interval.ms`).
     pub log_retention_check_interval_ms: i64,
+    /// Run the log cleaner that compacts `cleanup.policy=compact` topics (`log.cleaner.enable`).
+    pub log_cleaner_enable: bool,
+    /// Pause between the log cleaner's passes over the compacted partitions, in ms
+    /// (`log.cleaner.backoff.ms`).
+    pub log_cleaner_backoff_ms: u64,
+    /// A compacted partition is cleaned once dirty bytes / cleanable bytes exceeds this
+    /// (`log.cleaner.min.cleanable.ratio`; topic `min.cleanable.dirty.ratio` overrides).
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// Records younger than this stay uncompacted, in ms (`log.cleaner.min.compaction.lag.ms`).
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// A record stays uncompacted at most this long, whatever the dirty ratio, in ms
+    /// (`log.cleaner.max.compaction.lag.ms`).
+    pub log_cleaner_max_compaction_lag_ms: i64,
+    /// Tombstones stay this long after the cleaning that first saw them, in ms
+    /// (`log.cleaner.delete.retention.ms`).
+    pub log_cleaner_delete_retention_ms: i64,
 }
 
 /// How log lines are written.
@@ -131,6 +147,12 @@ impl Default for Config {
             log_retention_ms: 604_800_000,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
+            log_cleaner_delete_retention_ms: 86_400_000,
         }
     }
 }
@@ -249,6 +271,24 @@ pub struct Cli {
     /// How often retention is enforced, in ms.
     #[arg(long, env = "FLUXO_LOG_RETENTION_CHECK_INTERVAL_MS")]
     pub log_retention_check_interval_ms: Option<i64>,
+    /// Run the log cleaner (compaction of cleanup.policy=compact topics).
+    #[arg(long, env = "FLUXO_LOG_CLEANER_ENABLE")]
+    pub log_cleaner_enable: Option<bool>,
+    /// Pause between log cleaner passes, in ms.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_BACKOFF_MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
+    /// Dirty ratio above which a compacted partition is cleaned.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_MIN_CLEANABLE_RATIO")]
+    pub log_cleaner_min_cleanable_ratio: Option<f64>,
+    /// Records younger than this are not compacted, in ms.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_MIN_COMPACTION_LAG_MS")]
+    pub log_cleaner_min_compaction_lag_ms: Option<i64>,
+    /// Records are compacted at the latest this long after being written, in ms.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_MAX_COMPACTION_LAG_MS")]
+    pub log_cleaner_max_compaction_lag_ms: Option<i64>,
+    /// Tombstones stay this long after the cleaning that first saw them, in ms.
+    #[arg(long, env = "FLUXO_LOG_CLEANER_DELETE_RETENTION_MS")]
+    pub log_cleaner_delete_retention_ms: Option<i64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -331,7 +371,13 @@ impl Config {
             max_partitions,
             log_retention_ms,
             log_retention_bytes,
-            log_retention_check_interval_ms
+            log_retention_check_interval_ms,
+            log_cleaner_enable,
+            log_cleaner_backoff_ms,
+            log_cleaner_min_cleanable_ratio,
+            log_cleaner_min_compaction_lag_ms,
+            log_cleaner_max_compaction_lag_ms,
+            log_cleaner_delete_retention_ms
         );
         config.validate()?;
         Ok(config)
@@ -429,6 +475,21 @@ impl Config {
         }
         if self.log_retention_check_interval_ms < 1 {
             return Err(invalid("log_retention_check_interval_ms", "must be >= 1"));
+        }
+        if self.log_cleaner_backoff_ms < 1 {
+            return Err(invalid("log_cleaner_backoff_ms", "must be >= 1"));
+        }
+        if !(0.0..=1.0).contains(&self.log_cleaner_min_cleanable_ratio) {
+            return Err(invalid("log_cleaner_min_cleanable_ratio", "must be between 0 and 1"));
+        }
+        if self.log_cleaner_min_compaction_lag_ms < 0 {
+            return Err(invalid("log_cleaner_min_compaction_lag_ms", "must be >= 0"));
+        }
+        if self.log_cleaner_max_compaction_lag_ms < 1 {
+            return Err(invalid("log_cleaner_max_compaction_lag_ms", "must be >= 1"));
+        }
+        if self.log_cleaner_delete_retention_ms < 0 {
+            return Err(invalid("log_cleaner_delete_retention_ms", "must be >= 0"));
         }
         Ok(())
     }

@@ -102,6 +102,7 @@ async fn run(config: Config) -> ExitCode {
     tokio::spawn(fluxo::storage::topic_store::expire_producers_every(broker.clone(), |b: &Broker| b.topic_lookup(), check, broker.shutdown_signal().clone()));
     let retention = std::time::Duration::from_millis(broker.config().log_retention_check_interval_ms as u64);
     tokio::spawn(fluxo::broker::retention::enforce_retention_every(broker.clone(), retention));
+    tokio::spawn(fluxo::broker::compaction::run_cleaner(broker.clone(), broker.shutdown_signal().clone()));
     fluxo::server::run(broker, listeners, shutdown_signal()).await;
     ExitCode::SUCCESS
 }

@@ -87,6 +87,12 @@ pub struct Metrics {
     pub retention_deleted_bytes: Family<TopicLabels, Counter>,
     /// Records (offsets) deleted by retention, per topic.
     pub retention_deleted_records: Family<TopicLabels, Counter>,
+    /// Log compaction: cleanings completed, per topic.
+    pub cleaner_runs: Family<TopicLabels, Counter>,
+    /// Log compaction: bytes of batches read by cleanings, per topic.
+    pub cleaner_cleaned_bytes: Family<TopicLabels, Counter>,
+    /// Log compaction: records removed (superseded, tombstones past their horizon), per topic.
+    pub cleaner_removed_records: Family<TopicLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -156,6 +162,16 @@ impl Default for Metrics {
             "Records deleted by retention (retention.ms, retention.bytes), per topic",
             retention_deleted_records.clone(),
         );
+        let cleaner_runs = Family::<TopicLabels, Counter>::default();
+        let cleaner_cleaned_bytes = Family::<TopicLabels, Counter>::default();
+        let cleaner_removed_records = Family::<TopicLabels, Counter>::default();
+        registry.register("fluxo_cleaner_runs", "Log compaction cleanings completed, per topic", cleaner_runs.clone());
+        registry.register("fluxo_cleaner_cleaned_bytes", "Bytes of record batches read by log compaction, per topic", cleaner_cleaned_bytes.clone());
+        registry.register(
+            "fluxo_cleaner_removed_records",
+            "Records removed by log compaction (superseded values, expired tombstones), per topic",
+            cleaner_removed_records.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -174,6 +190,9 @@ impl Default for Metrics {
             requests_refused,
             retention_deleted_bytes,
             retention_deleted_records,
+            cleaner_runs,
+            cleaner_cleaned_bytes,
+            cleaner_removed_records,
         }
     }
 }

@@ -15,6 +15,7 @@ mod fetch;
 mod partition;
 pub mod retention;
 mod topics;
+pub mod compaction;
 
 use std::sync::Arc;
 

@@ -317,7 +317,7 @@ pub fn record_timestamps(stored: &[u8]) -> Option<Vec<(i64, i64)>> {
     let header = BatchHeader::parse(stored).ok()?;
     let mut out = Vec::with_capacity(header.record_count.clamp(0, 1024) as usize);
     let limit = max_uncompressed(DEFAULT_MAX_MESSAGE_BYTES.max(stored.len()));
-    records::walk(stored, &header, limit, |r| out.push((header.base_offset + r.index as i64, r.timestamp))).ok()?;
+    records::walk_stored(stored, &header, limit, |r| out.push((header.base_offset + r.offset_delta as i64, r.timestamp))).ok()?;
     Some(out)
 }
 
@@ -451,4 +451,53 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let len = LOG_OVERHEAD + i32::from_be_bytes(batch[8..12].try_into().unwrap()) as usize;
     let crc = crc32c::crc32c(&batch[CRC_START..len]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Attribute bit of a batch whose base timestamp is the delete horizon that log
+/// compaction stamped on it (KIP-534): its tombstones go once the horizon has passed.
+pub const DELETE_HORIZON_FLAG: i16 = 0x40;
+
+/// [`validate`] for a batch as the broker stores it, which log compaction may have
+/// left with fewer records than its offset range (even none, a producer's last
+/// batch): the record count must lie in `0..=lastOffsetDelta + 1`.
+pub fn validate_stored(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    if buf.len() < 17 {
+        return Err(BatchError::Truncated { needed: HEADER_LEN, available: buf.len() });
+    }
+    let magic = buf[16] as i8;
+    if magic != 2 {
+        return Err(BatchError::UnsupportedMagic(magic));
+    }
+    let header = BatchHeader::parse(buf)?;
+    if (header.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
+        return Err(BatchError::InvalidLength(header.batch_length));
+    }
+    if header.total_len() > buf.len() {
+        return Err(BatchError::Truncated { needed: header.total_len(), available: buf.len() });
+    }
+    if header.record_count < 0 || header.last_offset_delta < 0 || header.record_count as i64 > header.last_offset_delta as i64 + 1 {
+        return Err(BatchError::InvalidRecordCount { count: header.record_count, last_offset_delta: header.last_offset_delta });
+    }
+    let computed = crc32c::crc32c(&buf[CRC_START..header.total_len()]);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+    }
+    Ok(header)
+}
+
+/// [`split_and_validate_for`] for stored (possibly compacted) batches: framing, CRC and
+/// every record, offset gaps allowed (see [`records::walk_stored`]).
+pub fn split_and_validate_stored(records: Bytes, max_message_bytes: usize) -> Result<Vec<(BatchHeader, BytesMut)>, BatchError> {
+    let limit = max_uncompressed(max_message_bytes);
+    let mut out = Vec::new();
+    let mut rest = records;
+    while !rest.is_empty() {
+        let header = validate_stored(&rest)?;
+        if header.compression() > 4 {
+            return Err(BatchError::UnknownCodec(header.compression()));
+        }
+        records::walk_stored(&rest[..header.total_len()], &header, limit, |_| {})?;
+        out.push((header, BytesMut::from(rest.split_to(header.total_len()))));
+    }
+    Ok(out)
 }

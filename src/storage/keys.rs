@@ -17,6 +17,8 @@
 //! - `ti/<topic id><partition><timestamp>` → time index: base offset of the first batch
 //!   whose max timestamp reached this value (the running maximum of the log, so keys
 //!   and offsets grow together; see `PartitionLog::offset_for_timestamp`)
+//! - `k/<topic id><partition>` → log cleaner checkpoint: the first dirty offset of a
+//!   compacted partition (every batch below it has been cleaned)
 
 use uuid::Uuid;
 
@@ -225,6 +227,21 @@ pub fn parse_time_index(key: &[u8]) -> Option<i64> {
 pub const CLUSTER_ID: &[u8] = b"cluster_id";
 /// Key of the first producer id not yet handed out in a block.
 pub const PRODUCER_ID_BLOCK: &[u8] = b"producer_id_block";
+
+/// Key of a compacted partition's cleaner checkpoint (its first dirty offset,
+/// 8 big-endian bytes).
+pub fn cleaner_checkpoint(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    let mut k = cleaner_checkpoint_prefix(topic_id);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// Prefix of the cleaner checkpoints of a topic.
+pub fn cleaner_checkpoint_prefix(topic_id: Uuid) -> Vec<u8> {
+    let mut k = b"k/".to_vec();
+    k.extend_from_slice(topic_id.as_bytes());
+    k
+}
 
 #[cfg(test)]
 mod tests {

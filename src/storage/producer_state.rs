@@ -96,6 +96,11 @@ impl ProducerStates {
         ProducerStates { entries: entries.into_iter().map(|(pid, e)| (pid, Box::new(e))).collect() }
     }
 
+    /// Every producer with its state.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.entries.iter().map(|(pid, e)| (*pid, &**e))
+    }
+
     /// Checks a batch's producer epoch and sequence (Kafka's rules).
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, StorageError> {
         let Some(entry) = self.entries.get(&header.producer_id) else {

@@ -28,6 +28,8 @@ pub struct RecordMeta {
     pub timestamp: i64,
     /// Length of the key, -1 for a null key.
     pub key_len: i32,
+    /// The record's offset delta (equal to `index` except in a compacted batch).
+    pub offset_delta: i32,
 }
 
 /// What the walk learns about the whole batch.
@@ -48,36 +50,58 @@ pub fn walk(
     batch: &[u8],
     header: &BatchHeader,
     max_uncompressed: u64,
+    visit: impl FnMut(&RecordMeta),
+) -> Result<WalkSummary, BatchError> {
+    walk_with(batch, header, max_uncompressed, false, visit)
+}
+
+/// [`walk`] for a batch the broker stored, which log compaction may have left with
+/// gaps: offset deltas need only increase and stay within the batch's last offset
+/// delta, and the record count may be smaller than the offset range (even 0).
+pub fn walk_stored(
+    batch: &[u8],
+    header: &BatchHeader,
+    max_uncompressed: u64,
+    visit: impl FnMut(&RecordMeta),
+) -> Result<WalkSummary, BatchError> {
+    walk_with(batch, header, max_uncompressed, true, visit)
+}
+
+fn walk_with(
+    batch: &[u8],
+    header: &BatchHeader,
+    max_uncompressed: u64,
+    gaps: bool,
     mut visit: impl FnMut(&RecordMeta),
 ) -> Result<WalkSummary, BatchError> {
     let end = header.total_len().min(batch.len());
     let payload = batch.get(HEADER_LEN..end).unwrap_or(&[]);
     let codec = header.compression();
     match codec {
-        0 => walk_source(&mut SliceSource::new(payload), header, &mut visit),
+        0 => walk_source(&mut SliceSource::new(payload), header, gaps, &mut visit),
         1 => {
             let decoder = flate2::read::MultiGzDecoder::new(payload);
-            walk_source(&mut ReadSource::new(decoder, codec, max_uncompressed), header, &mut visit)
+            walk_source(&mut ReadSource::new(decoder, codec, max_uncompressed), header, gaps, &mut visit)
         }
         2 => {
             if payload.starts_with(XERIAL_MAGIC) {
                 let reader = XerialSnappy::new(payload)?;
-                walk_source(&mut ReadSource::new(reader, codec, max_uncompressed), header, &mut visit)
+                walk_source(&mut ReadSource::new(reader, codec, max_uncompressed), header, gaps, &mut visit)
             } else {
                 let len = snap::raw::decompress_len(payload).map_err(|e| decompression(codec, e))?;
                 check_snappy_len(len, payload.len(), max_uncompressed)?;
                 let mut out = vec![0u8; len];
                 snap::raw::Decoder::new().decompress(payload, &mut out).map_err(|e| decompression(codec, e))?;
-                walk_source(&mut SliceSource::new(&out), header, &mut visit)
+                walk_source(&mut SliceSource::new(&out), header, gaps, &mut visit)
             }
         }
         3 => {
             let decoder = lz4_flex::frame::FrameDecoder::new(payload);
-            walk_source(&mut ReadSource::new(decoder, codec, max_uncompressed), header, &mut visit)
+            walk_source(&mut ReadSource::new(decoder, codec, max_uncompressed), header, gaps, &mut visit)
         }
         4 => {
             let decoder = ZstdReader::new(payload)?;
-            walk_source(&mut ReadSource::new(decoder, codec, max_uncompressed), header, &mut visit)
+            walk_source(&mut ReadSource::new(decoder, codec, max_uncompressed), header, gaps, &mut visit)
         }
         other => Err(BatchError::UnknownCodec(other)),
     }
@@ -236,10 +260,12 @@ fn read_varlong<S: Source>(src: &mut S, max_bytes: u32) -> Result<Option<Result<
 fn walk_source<S: Source>(
     src: &mut S,
     header: &BatchHeader,
+    gaps: bool,
     visit: &mut impl FnMut(&RecordMeta),
 ) -> Result<WalkSummary, BatchError> {
     let declared = header.record_count;
     let mut max_timestamp = -1i64;
+    let mut previous_delta = -1i64;
     for index in 0..declared {
         let invalid = |reason: &'static str| BatchError::InvalidRecord { index, reason };
         // Reads one varint field of the record, which must not run past its end.
@@ -269,9 +295,15 @@ fn walk_source<S: Source>(
         }
         let timestamp_delta = field!(10, end);
         let offset_delta = field!(5, end);
-        if offset_delta != index as i64 {
+        let in_order = if gaps {
+            offset_delta > previous_delta && offset_delta <= header.last_offset_delta as i64
+        } else {
+            offset_delta == index as i64
+        };
+        if !in_order {
             return Err(BatchError::OffsetDelta { index, delta: offset_delta });
         }
+        previous_delta = offset_delta;
         let timestamp = header.base_timestamp.checked_add(timestamp_delta).ok_or(BatchError::TimestampOverflow { index })?;
         max_timestamp = max_timestamp.max(timestamp);
         let key_len = field!(5, end);
@@ -295,7 +327,7 @@ fn walk_source<S: Source>(
         if src.position() != end {
             return Err(invalid("record length does not match its fields"));
         }
-        visit(&RecordMeta { index, timestamp, key_len: key_len as i32 });
+        visit(&RecordMeta { index, timestamp, key_len: key_len as i32, offset_delta: offset_delta as i32 });
     }
     if src.byte()?.is_some() {
         return Err(BatchError::TrailingBytes { declared });
@@ -465,6 +497,205 @@ pub fn zstd_compress(data: &[u8], level: i32) -> Vec<u8> {
     }
     out.truncate(n);
     out
+}
+
+/// One record of a stored batch, as log compaction needs it: enough to decide whether
+/// it stays (offset, key, whether the value is null) and its bytes to copy it into a
+/// new batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Offset delta within its batch.
+    pub offset_delta: i32,
+    /// Timestamp delta as stored (relative to the batch's base timestamp).
+    pub timestamp_delta: i64,
+    /// Absolute timestamp (base timestamp plus delta).
+    pub timestamp: i64,
+    /// The key, None for a null key.
+    pub key: Option<Vec<u8>>,
+    /// True for a tombstone (null value).
+    pub value_is_null: bool,
+    /// The whole record as stored, length prefix included.
+    pub raw: Vec<u8>,
+    /// Where, in `raw`, the fields after the timestamp delta start (offset delta,
+    /// key, value, headers): what a re-encoding with another base timestamp copies.
+    tail_start: usize,
+    /// The record's attributes byte (unused by v2, copied as is).
+    attributes: u8,
+}
+
+/// The record bytes of `batch` after decompression (borrowed when uncompressed),
+/// at most `max_uncompressed` of them.
+fn payload_bytes<'a>(batch: &'a [u8], header: &BatchHeader, max_uncompressed: u64) -> Result<std::borrow::Cow<'a, [u8]>, BatchError> {
+    use std::borrow::Cow;
+    let end = header.total_len().min(batch.len());
+    let payload = batch.get(HEADER_LEN..end).unwrap_or(&[]);
+    let codec = header.compression();
+    fn read_all(reader: impl Read, codec: i16, max: u64) -> Result<Vec<u8>, BatchError> {
+        let mut out = Vec::new();
+        reader.take(max.saturating_add(1)).read_to_end(&mut out).map_err(|e| decompression(codec, e))?;
+        if out.len() as u64 > max {
+            return Err(BatchError::DecompressedTooLarge { limit: max });
+        }
+        Ok(out)
+    }
+    Ok(match codec {
+        0 => Cow::Borrowed(payload),
+        1 => Cow::Owned(read_all(flate2::read::MultiGzDecoder::new(payload), codec, max_uncompressed)?),
+        2 if payload.starts_with(XERIAL_MAGIC) => Cow::Owned(read_all(XerialSnappy::new(payload)?, codec, max_uncompressed)?),
+        2 => {
+            let len = snap::raw::decompress_len(payload).map_err(|e| decompression(codec, e))?;
+            check_snappy_len(len, payload.len(), max_uncompressed)?;
+            let mut out = vec![0u8; len];
+            snap::raw::Decoder::new().decompress(payload, &mut out).map_err(|e| decompression(codec, e))?;
+            Cow::Owned(out)
+        }
+        3 => Cow::Owned(read_all(lz4_flex::frame::FrameDecoder::new(payload), codec, max_uncompressed)?),
+        4 => Cow::Owned(read_all(ZstdReader::new(payload)?, codec, max_uncompressed)?),
+        other => return Err(BatchError::UnknownCodec(other)),
+    })
+}
+
+/// Every record of a stored batch (compacted ones included, see [`walk_stored`]), in
+/// order. The records are validated first with the same bounded walk, so the parse
+/// that follows meets only well-formed bytes.
+pub fn stored_records(batch: &[u8], header: &BatchHeader, max_uncompressed: u64) -> Result<Vec<StoredRecord>, BatchError> {
+    let payload = payload_bytes(batch, header, max_uncompressed)?;
+    walk_source(&mut SliceSource::new(&payload), header, true, &mut |_| {})?;
+    let mut src = SliceSource::new(&payload);
+    let mut out = Vec::with_capacity(header.record_count.clamp(0, 4096) as usize);
+    for index in 0..header.record_count.max(0) {
+        let next = |src: &mut SliceSource<'_>| match read_varlong(src, 10) {
+            Ok(Some(Ok(v))) => Ok(v),
+            _ => Err(BatchError::InvalidRecord { index, reason: "record changed under the walk" }),
+        };
+        let start = src.pos;
+        let length = next(&mut src)? as usize;
+        let end = src.pos + length;
+        let attributes = payload[src.pos];
+        src.pos += 1;
+        let timestamp_delta = next(&mut src)?;
+        let tail_start = src.pos - start;
+        let offset_delta = next(&mut src)? as i32;
+        let key_len = next(&mut src)?;
+        let key = (key_len >= 0).then(|| payload[src.pos..src.pos + key_len as usize].to_vec());
+        src.pos += key_len.max(0) as usize;
+        let value_is_null = next(&mut src)? < 0;
+        out.push(StoredRecord {
+            offset_delta,
+            timestamp_delta,
+            timestamp: header.base_timestamp.saturating_add(timestamp_delta),
+            key,
+            value_is_null,
+            raw: payload[start..end].to_vec(),
+            tail_start,
+            attributes,
+        });
+        src.pos = end;
+    }
+    Ok(out)
+}
+
+/// Header fields of a batch built by [`encode_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpec {
+    /// Base offset (kept from the original batch).
+    pub base_offset: i64,
+    /// Partition leader epoch.
+    pub partition_leader_epoch: i32,
+    /// Attributes; the codec bits say how the records are to be compressed.
+    pub attributes: i16,
+    /// Last offset delta (kept from the original batch, so its offset range stays).
+    pub last_offset_delta: i32,
+    /// Base timestamp: record timestamp deltas are re-encoded relative to it.
+    pub base_timestamp: i64,
+    /// Max timestamp.
+    pub max_timestamp: i64,
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub producer_epoch: i16,
+    /// Base sequence (kept, so the batch's last sequence stays).
+    pub base_sequence: i32,
+}
+
+fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut u = ((v << 1) ^ (v >> 63)) as u64;
+    while u >= 0x80 {
+        out.push(u as u8 | 0x80);
+        u >>= 7;
+    }
+    out.push(u as u8);
+}
+
+/// Builds a batch from `records` (taken from batches read with [`stored_records`]),
+/// each at its own offset delta and timestamp, with a fresh CRC. gzip and zstd
+/// batches stay compressed with their codec; snappy and LZ4 ones are written
+/// uncompressed (their framings vary between clients, and an uncompressed batch is
+/// read by every one); no records gives an empty batch, header only.
+pub fn encode_batch(spec: &BatchSpec, records: &[&StoredRecord]) -> bytes::BytesMut {
+    let mut raw = Vec::with_capacity(records.iter().map(|r| r.raw.len() + 2).sum());
+    for record in records {
+        let delta = record.timestamp.saturating_sub(spec.base_timestamp);
+        if delta == record.timestamp_delta {
+            raw.extend_from_slice(&record.raw);
+            continue;
+        }
+        // The length prefix, attributes and timestamp delta change; the rest is copied.
+        let tail = &record.raw[record.tail_start..];
+        let mut body = Vec::with_capacity(tail.len() + 11);
+        body.push(record.attributes);
+        put_varlong(&mut body, delta);
+        body.extend_from_slice(tail);
+        put_varlong(&mut raw, body.len() as i64);
+        raw.extend_from_slice(&body);
+    }
+    let mut attributes = spec.attributes;
+    let payload = match attributes & 0x07 {
+        _ if records.is_empty() => {
+            attributes &= !0x07;
+            raw
+        }
+        1 => {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            match e.write_all(&raw).and_then(|_| e.finish()) {
+                Ok(c) => c,
+                Err(_) => {
+                    attributes &= !0x07;
+                    raw
+                }
+            }
+        }
+        4 => match zstd_compress(&raw, 3) {
+            c if c.is_empty() => {
+                attributes &= !0x07;
+                raw
+            }
+            c => c,
+        },
+        _ => {
+            attributes &= !0x07;
+            raw
+        }
+    };
+    let mut b = bytes::BytesMut::with_capacity(HEADER_LEN + payload.len());
+    b.extend_from_slice(&spec.base_offset.to_be_bytes());
+    b.extend_from_slice(&((HEADER_LEN - super::batch::LOG_OVERHEAD + payload.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&spec.partition_leader_epoch.to_be_bytes());
+    b.extend_from_slice(&[2]);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&attributes.to_be_bytes());
+    b.extend_from_slice(&spec.last_offset_delta.to_be_bytes());
+    b.extend_from_slice(&spec.base_timestamp.to_be_bytes());
+    b.extend_from_slice(&spec.max_timestamp.to_be_bytes());
+    b.extend_from_slice(&spec.producer_id.to_be_bytes());
+    b.extend_from_slice(&spec.producer_epoch.to_be_bytes());
+    b.extend_from_slice(&spec.base_sequence.to_be_bytes());
+    b.extend_from_slice(&(records.len() as i32).to_be_bytes());
+    b.extend_from_slice(&payload);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
 }
 
 #[cfg(test)]

@@ -123,6 +123,15 @@ pub struct TopicPolicy {
     pub retention_ms_set: bool,
     /// `retention.bytes` is set on the topic; otherwise the broker's `log_retention_bytes` applies.
     pub retention_bytes_set: bool,
+    /// `min.cleanable.dirty.ratio` when the topic overrides it (else the broker's
+    /// `log_cleaner_min_cleanable_ratio` applies).
+    pub min_cleanable_dirty_ratio: Option<f64>,
+    /// `min.compaction.lag.ms` when overridden (else `log_cleaner_min_compaction_lag_ms`).
+    pub min_compaction_lag_ms: Option<i64>,
+    /// `max.compaction.lag.ms` when overridden (else `log_cleaner_max_compaction_lag_ms`).
+    pub max_compaction_lag_ms: Option<i64>,
+    /// `delete.retention.ms` when overridden (else `log_cleaner_delete_retention_ms`).
+    pub delete_retention_ms: Option<i64>,
 }
 
 impl TopicPolicy {
@@ -150,6 +159,10 @@ impl TopicPolicy {
             segment_ms: get(configs, "segment.ms"),
             retention_ms_set: configs.get("retention.ms").is_some_and(|v| v.trim().parse::<i64>().is_ok()),
             retention_bytes_set: configs.get("retention.bytes").is_some_and(|v| v.trim().parse::<i64>().is_ok()),
+            min_cleanable_dirty_ratio: configs.get("min.cleanable.dirty.ratio").and_then(|v| v.trim().parse().ok()),
+            min_compaction_lag_ms: configs.get("min.compaction.lag.ms").and_then(|v| v.trim().parse().ok()),
+            max_compaction_lag_ms: configs.get("max.compaction.lag.ms").and_then(|v| v.trim().parse().ok()),
+            delete_retention_ms: configs.get("delete.retention.ms").and_then(|v| v.trim().parse().ok()),
         }
     }
 

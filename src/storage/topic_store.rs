@@ -384,6 +384,7 @@ impl TopicStore {
                 keys::partition_cf_ref_prefix(topic.id),
                 keys::batch_index_prefix(topic.id, None),
                 keys::time_index_prefix(topic.id, None),
+                keys::cleaner_checkpoint_prefix(topic.id),
             ] {
                 write.delete_range_cf(&meta, &prefix, &keys::prefix_end(&prefix));
             }
