@@ -117,6 +117,18 @@ impl Partition {
         self.log.offsets()
     }
 
+    /// Fails when the partition is offline (its stored data failed its checksums).
+    pub fn check_online(&self) -> Result<(), BrokerError> {
+        match self.log.failure() {
+            Some(detail) => Err(crate::error::StorageError::Corruption {
+                partition: format!("{}-{}", self.topic.name, self.index()),
+                detail,
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
     /// Checks a client's view of the leader epoch (-1: the client did not say).
     pub fn check_leader_epoch(&self, requested: i32) -> Result<(), BrokerError> {
         let current = self.offsets().leader_epoch;

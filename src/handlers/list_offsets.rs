@@ -34,7 +34,7 @@ pub async fn handle(broker: Arc<Broker>, request: ListOffsetsRequest, version: i
                         Ok(partition) => partition,
                         Err(e) => return base.with_error_code(e.code()),
                     };
-                    if let Err(e) = partition.check_leader_epoch(p.current_leader_epoch) {
+                    if let Err(e) = partition.check_online().and_then(|()| partition.check_leader_epoch(p.current_leader_epoch)) {
                         return base.with_error_code(e.code());
                     }
                     match lookup(&partition, p.timestamp) {
