@@ -47,7 +47,7 @@ pub async fn handle(broker: Arc<Broker>, request: DescribeConfigsRequest, versio
                 .with_resource_name(r.resource_name.clone());
             let entries = match r.resource_type {
                 RESOURCE_TOPIC => match broker.topic(TopicRef::Name(r.resource_name.as_str())).ok() {
-                    Some(topic) => topic_entries(&topic),
+                    Some(topic) => topic_entries(&broker, &topic),
                     None => return base.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                 },
                 RESOURCE_BROKER => {
@@ -94,12 +94,21 @@ fn to_result(e: Entry, synonyms: bool, version: i16) -> DescribeConfigsResourceR
         .with_synonyms(synonyms)
 }
 
-fn topic_entries(topic: &Topic) -> Vec<Entry> {
+fn topic_entries(broker: &Broker, topic: &Topic) -> Vec<Entry> {
+    // Topic configs the broker's own settings default (Kafka: log.retention.ms, …).
+    let config = broker.config();
+    let broker_default = |key: &str| match key {
+        "retention.ms" => Some(config.log_retention_ms.to_string()),
+        "retention.bytes" => Some(config.log_retention_bytes.to_string()),
+        _ => None,
+    };
     topic_config::keys()
         .map(|key| {
-            let (value, source) = match topic.configs.get(key) {
-                Some(v) => (v.clone(), SOURCE_TOPIC),
-                None => (topic_config::default_of(key).unwrap_or_default().to_string(), SOURCE_DEFAULT),
+            let kafka_default = topic_config::default_of(key).unwrap_or_default().to_string();
+            let (value, source) = match (topic.configs.get(key), broker_default(key)) {
+                (Some(v), _) => (v.clone(), SOURCE_TOPIC),
+                (None, Some(v)) if v != kafka_default => (v, SOURCE_STATIC_BROKER),
+                (None, _) => (kafka_default, SOURCE_DEFAULT),
             };
             Entry { name: key.to_string(), value, source, read_only: false, config_type: topic_config::type_of(key) }
         })
