@@ -208,3 +208,19 @@ impl Partition {
         self.log.size_bytes()
     }
 }
+
+impl Partition {
+    /// Kafka's `Partition.lastOffsetForLeaderEpoch`: checks the client's view of the
+    /// current leader epoch (-1: not given), then answers the end offset of
+    /// `leader_epoch` (the first offset of the next higher epoch, or the log end for
+    /// the current one) with the largest epoch ≤ it; None when undefined (epoch -1, or
+    /// newer than any this partition had).
+    pub fn end_offset_for_leader_epoch(
+        &self,
+        current_leader_epoch: i32,
+        leader_epoch: i32,
+    ) -> Result<Option<(i32, i64)>, BrokerError> {
+        self.check_leader_epoch(current_leader_epoch)?;
+        Ok(self.log.end_offset_for_epoch(leader_epoch)?)
+    }
+}
