@@ -77,6 +77,10 @@ pub struct Config {
     pub max_partitions_per_request: usize,
     /// Most partitions the broker holds, all topics together.
     pub max_partitions: usize,
+    /// Produce is refused (KAFKA_STORAGE_ERROR) while the data directory's filesystem
+    /// has less free space than this, so the disk never fills in the middle of a
+    /// write; 0 turns the check off.
+    pub min_free_disk_bytes: u64,
 }
 
 /// How log lines are written.
@@ -120,6 +124,7 @@ impl Default for Config {
             producer_id_expiration_check_interval_ms: 600_000,
             max_partitions_per_request: 2_000,
             max_partitions: 20_000,
+            min_free_disk_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -229,6 +234,9 @@ pub struct Cli {
     /// Most partitions the broker holds in all.
     #[arg(long, env = "FLUXO_MAX_PARTITIONS")]
     pub max_partitions: Option<usize>,
+    /// Refuse produce while the data directory has less free space than this (0: off).
+    #[arg(long, env = "FLUXO_MIN_FREE_DISK_BYTES")]
+    pub min_free_disk_bytes: Option<u64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -308,7 +316,8 @@ impl Config {
             producer_id_expiration_ms,
             producer_id_expiration_check_interval_ms,
             max_partitions_per_request,
-            max_partitions
+            max_partitions,
+            min_free_disk_bytes
         );
         config.validate()?;
         Ok(config)
