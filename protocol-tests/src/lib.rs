@@ -148,6 +148,8 @@ pub struct BrokerOptions {
     pub nofile_limit: Option<u64>,
     /// Environment variables set for the broker process.
     pub env: Vec<(String, String)>,
+    /// `--data-dir`: where the broker keeps its data; a fresh temp dir when `None`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for BrokerOptions {
@@ -159,6 +161,7 @@ impl Default for BrokerOptions {
             extra_args: Vec::new(),
             nofile_limit: None,
             env: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -222,7 +225,7 @@ impl BrokerProcess {
     }
 
     fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.options.data_dir.clone().unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     fn log_path(&self) -> PathBuf {

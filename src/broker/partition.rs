@@ -128,7 +128,7 @@ impl Partition {
     /// policy (size, keys on compacted topics, LogAppendTime), assigns offsets,
     /// and writes them. The returned ticket resolves when the write is durable.
     pub fn append(&self, records: Bytes) -> Result<AppendTicket, BrokerError> {
-        self.store.check_disk_space()?;
+        self.store.check_disk_space(records.len() as u64)?;
         let policy = &self.topic.policy;
         let mut batches =
             batch::split_and_validate_for(records, policy.max_message_bytes).map_err(crate::error::StorageError::from)?;

@@ -265,20 +265,23 @@ pub(crate) fn free_bytes(dir: &std::path::Path) -> Option<u64> {
 
 /// Refuses writes before the disk is full: produce is answered KAFKA_STORAGE_ERROR
 /// while the data directory's filesystem has less than `min_free_disk_bytes` free,
-/// so RocksDB does not run out of space in the middle of a write. The free space is
-/// read (statvfs) at most every [`DISK_CHECK_INTERVAL`].
+/// so RocksDB does not run out of space in the middle of a write; writes resume once
+/// a quarter of the reserve more is free. The free space is read (statvfs) at most
+/// every [`DISK_CHECK_INTERVAL`].
 pub(crate) struct DiskGuard {
     dir: PathBuf,
     reserve: AtomicU64,
-    /// The last reading: when, and the free bytes then.
+    /// The last reading: when, and the free bytes then less what was let through since.
     last: Mutex<Option<(Instant, u64)>>,
+    /// Whether the last check refused.
+    refusing: AtomicBool,
     stats: Arc<StoreStats>,
 }
 
 impl DiskGuard {
     /// A guard for `dir`, off until [`DiskGuard::set_reserve`].
     pub fn new(dir: PathBuf, stats: Arc<StoreStats>) -> DiskGuard {
-        DiskGuard { dir, reserve: AtomicU64::new(0), last: Mutex::new(None), stats }
+        DiskGuard { dir, reserve: AtomicU64::new(0), last: Mutex::new(None), refusing: AtomicBool::new(false), stats }
     }
 
     /// Sets the free space writes need (0: no check).
@@ -287,39 +290,42 @@ impl DiskGuard {
         *self.last.lock() = None;
     }
 
-    /// Ok while the filesystem has at least the reserve free; logs (WARN, INFO) and
-    /// flags the change when writes stop or resume for that reason.
-    pub fn check(&self) -> Result<(), StorageError> {
+    /// Ok while the filesystem would keep at least the reserve free after writing
+    /// `incoming` more bytes (counting what was let through since the last reading);
+    /// logs (WARN, INFO) and flags the change when writes stop or resume for that reason.
+    pub fn check(&self, incoming: u64) -> Result<(), StorageError> {
         let reserve = self.reserve.load(Ordering::Relaxed);
         if reserve == 0 {
             return Ok(());
         }
         let mut last = self.last.lock();
-        let free = match *last {
-            Some((at, free)) if at.elapsed() < DISK_CHECK_INTERVAL => free,
-            previous => {
-                // An unreadable filesystem is not reported as full: RocksDB's own
-                // errors will tell.
-                let free = free_bytes(&self.dir).unwrap_or(u64::MAX);
-                *last = Some((Instant::now(), free));
-                let was_full = previous.is_some_and(|(_, f)| f < reserve);
-                if free < reserve && !was_full {
-                    self.stats.disk_full.store(true, Ordering::SeqCst);
-                    tracing::warn!(
-                        free_bytes = free,
-                        min_free_disk_bytes = reserve,
-                        dir = %self.dir.display(),
-                        "disk full: free space below min_free_disk_bytes; produce answers KAFKA_STORAGE_ERROR \
-                         (reads go on) until space is freed"
-                    );
-                } else if free >= reserve && was_full {
-                    self.stats.disk_full.store(false, Ordering::SeqCst);
-                    tracing::info!(free_bytes = free, min_free_disk_bytes = reserve, "disk space available again: accepting writes");
-                }
-                free
-            }
+        let (at, free) = match *last {
+            Some((at, free)) if at.elapsed() < DISK_CHECK_INTERVAL => (at, free),
+            // An unreadable filesystem is not reported as full: RocksDB's errors will tell.
+            _ => (Instant::now(), free_bytes(&self.dir).unwrap_or(u64::MAX)),
         };
-        if free < reserve {
+        // Once refusing, resume only with a margin more (a quarter of the reserve), so
+        // that free space wavering around the reserve does not flip writes on and off.
+        let was_refusing = self.refusing.load(Ordering::SeqCst);
+        let needed = if was_refusing { reserve.saturating_add(reserve / 4) } else { reserve };
+        let refuse = free.saturating_sub(incoming) < needed;
+        // Bytes let through count against the reading until the next one.
+        *last = Some((at, if refuse { free } else { free - incoming }));
+        self.refusing.store(refuse, Ordering::SeqCst);
+        if refuse && !was_refusing {
+            self.stats.disk_full.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                free_bytes = free,
+                min_free_disk_bytes = reserve,
+                dir = %self.dir.display(),
+                "disk full: free space below min_free_disk_bytes; produce answers KAFKA_STORAGE_ERROR (reads go on) \
+                 until space is freed"
+            );
+        } else if !refuse && was_refusing {
+            self.stats.disk_full.store(false, Ordering::SeqCst);
+            tracing::info!(free_bytes = free, min_free_disk_bytes = reserve, "disk space available again: accepting writes");
+        }
+        if refuse {
             return Err(StorageError::DiskFull { free, reserve });
         }
         Ok(())

@@ -187,10 +187,11 @@ impl Store {
         self.disk.set_reserve(bytes);
     }
 
-    /// Ok unless the data directory's filesystem has less free space than
-    /// `min_free_disk_bytes` (read at most every few hundred milliseconds).
-    pub fn check_disk_space(&self) -> Result<(), StorageError> {
-        self.disk.check()
+    /// Ok unless writing `incoming` bytes would leave the data directory's filesystem
+    /// with less free space than `min_free_disk_bytes` (read at most every few hundred
+    /// milliseconds; bytes let through in between are counted against it).
+    pub fn check_disk_space(&self, incoming: u64) -> Result<(), StorageError> {
+        self.disk.check(incoming)
     }
 
     /// Whether partitions verify every checksum of their data while opening.
