@@ -676,12 +676,15 @@ pub struct EpochHistory {
     /// Entries found only in the data (a log written before the history existed),
     /// stored with the next write.
     unsaved: bool,
+    /// Epochs whose stored entries start past the log end (their data was lost before
+    /// a restart): deleted with the next write, as Kafka truncates its cache.
+    stale: Vec<i32>,
 }
 
 impl EpochHistory {
     /// A history of these `(epoch, start offset)` entries.
     pub fn from_entries(entries: Vec<(i32, i64)>) -> EpochHistory {
-        EpochHistory { entries, unsaved: false }
+        EpochHistory { entries, unsaved: false, stale: Vec::new() }
     }
 
     /// The entries as they stand for a log from `log_start` to `log_end` whose current
@@ -746,7 +749,9 @@ impl PartitionLog {
             );
             entries.push((epoch, start));
         }
+        let (entries, stale): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(_, start)| *start <= state.log_end);
         let mut history = EpochHistory::from_entries(entries);
+        history.stale = stale.into_iter().map(|(epoch, _)| epoch).collect();
         if history.entries.is_empty() && state.log_end > state.log_start {
             let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
             let mut iter = db.raw_iterator_cf(&cf);
@@ -781,6 +786,9 @@ impl PartitionLog {
                 write.put_cf(&meta, keys::leader_epoch_start(self.topic_id, self.partition, *epoch), start.to_be_bytes());
             }
         }
+        for epoch in &history.stale {
+            write.delete_cf(&meta, keys::leader_epoch_start(self.topic_id, self.partition, *epoch));
+        }
         if history.entries.last().is_some_and(|(epoch, _)| *epoch >= state.leader_epoch) {
             return Ok(None);
         }
@@ -793,6 +801,7 @@ impl PartitionLog {
     fn epoch_started(&self, entry: Option<(i32, i64)>) {
         if let Some(history) = self.epochs.lock().as_mut() {
             history.unsaved = false;
+            history.stale.clear();
             if let Some(entry) = entry {
                 history.entries.push(entry);
             }
@@ -826,10 +835,14 @@ impl PartitionLog {
         for (e, start) in &entries {
             write.put_cf(&meta, keys::leader_epoch_start(self.topic_id, self.partition, *e), start.to_be_bytes());
         }
+        for e in &history.stale {
+            write.delete_cf(&meta, keys::leader_epoch_start(self.topic_id, self.partition, *e));
+        }
         write.put_cf(&meta, keys::partition_meta(self.topic_id, self.partition), meta_value(state.log_start, state.log_end, epoch));
         db.write(write).map_err(|e| self.rocks_error(e, true))?;
         history.entries = entries;
         history.unsaved = false;
+        history.stale.clear();
         state.leader_epoch = epoch;
         Ok(())
     }
@@ -1038,5 +1051,35 @@ mod tests {
         let db = store.db();
         let meta = db.cf_handle(META_CF).unwrap();
         assert_eq!(db.get_cf(&meta, keys::leader_epoch_start(id, 0, 0)).unwrap(), Some(0i64.to_be_bytes().to_vec()), "saved");
+    }
+
+    #[test]
+    fn epochs_starting_past_a_truncated_log_end_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        {
+            let store = open_store(dir.path());
+            let log = PartitionLog::create(store.clone(), id, 0).unwrap();
+            append(&log, 3);
+            log.assign_leader_epoch(1).unwrap();
+            // As if epoch 2 had started at offset 8 and that data was lost.
+            let db = store.db();
+            let meta = db.cf_handle(META_CF).unwrap();
+            db.put_cf(&meta, keys::leader_epoch_start(id, 0, 2), 8i64.to_be_bytes()).unwrap();
+        }
+        let store = open_store(dir.path());
+        let log = PartitionLog::open(store.clone(), id, 0).unwrap();
+        assert_eq!(log.end_offset_for_epoch(0).unwrap(), Some((0, 3)));
+        log.assign_leader_epoch(3).unwrap();
+        for _ in 0..4 {
+            append(&log, 2);
+        }
+        // Log end 11: the lost epoch 2 must not reappear.
+        assert_eq!(log.end_offset_for_epoch(1).unwrap(), Some((1, 3)));
+        assert_eq!(log.end_offset_for_epoch(2).unwrap(), Some((1, 3)));
+        assert_eq!(log.end_offset_for_epoch(3).unwrap(), Some((3, 11)));
+        let db = store.db();
+        let meta = db.cf_handle(META_CF).unwrap();
+        assert_eq!(db.get_cf(&meta, keys::leader_epoch_start(id, 0, 2)).unwrap(), None, "deleted");
     }
 }
