@@ -101,6 +101,10 @@ pub struct Config {
     /// Tombstones stay this long after the cleaning that first saw them, in ms
     /// (`log.cleaner.delete.retention.ms`).
     pub log_cleaner_delete_retention_ms: i64,
+    /// Produce is refused (KAFKA_STORAGE_ERROR) while the data directory's filesystem
+    /// has less free space than this, so the disk never fills in the middle of a
+    /// write; 0 turns the check off.
+    pub min_free_disk_bytes: u64,
 }
 
 /// How log lines are written.
@@ -153,6 +157,7 @@ impl Default for Config {
             log_cleaner_min_compaction_lag_ms: 0,
             log_cleaner_max_compaction_lag_ms: i64::MAX,
             log_cleaner_delete_retention_ms: 86_400_000,
+            min_free_disk_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -289,6 +294,9 @@ pub struct Cli {
     /// Tombstones stay this long after the cleaning that first saw them, in ms.
     #[arg(long, env = "FLUXO_LOG_CLEANER_DELETE_RETENTION_MS")]
     pub log_cleaner_delete_retention_ms: Option<i64>,
+    /// Refuse produce while the data directory has less free space than this (0: off).
+    #[arg(long, env = "FLUXO_MIN_FREE_DISK_BYTES")]
+    pub min_free_disk_bytes: Option<u64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -377,7 +385,8 @@ impl Config {
             log_cleaner_min_cleanable_ratio,
             log_cleaner_min_compaction_lag_ms,
             log_cleaner_max_compaction_lag_ms,
-            log_cleaner_delete_retention_ms
+            log_cleaner_delete_retention_ms,
+            min_free_disk_bytes
         );
         config.validate()?;
         Ok(config)

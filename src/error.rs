@@ -81,6 +81,14 @@ pub enum StorageError {
     /// Creating these partitions would exceed the broker's `max_partitions`.
     #[error("{0}")]
     PartitionLimitReached(String),
+    /// The data directory's filesystem has less free space than writes need.
+    #[error("disk full: {free} bytes free, below min_free_disk_bytes {reserve}")]
+    DiskFull {
+        /// Free bytes on the filesystem.
+        free: u64,
+        /// The configured reserve (`min_free_disk_bytes`).
+        reserve: u64,
+    },
 }
 
 /// Errors that end a client connection (the protocol cannot continue on it).

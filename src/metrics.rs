@@ -333,4 +333,11 @@ fn register_storage_health(registry: &mut Registry, store: &Store) {
     let unwritable: Gauge = Gauge::default();
     unwritable.set(stats.unwritable.load(Relaxed) as i64);
     registry.register("fluxo_storage_unwritable", "1 while the database refuses writes", unwritable);
+    let disk_full: Gauge = Gauge::default();
+    disk_full.set(stats.disk_full.load(Relaxed) as i64);
+    registry.register(
+        "fluxo_storage_disk_full",
+        "1 while produce is refused because the data directory's disk is full",
+        disk_full,
+    );
 }

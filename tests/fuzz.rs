@@ -80,6 +80,7 @@ fn process_frame(frame: Bytes) -> Result<(), String> {
         IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
         DeleteRecords => DeleteRecordsRequest,
         AlterConfigs => AlterConfigsRequest,
+        OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
     );
     if let Some(produce) = produce? {
         for topic in produce.topic_data {
@@ -506,6 +507,16 @@ fn seed_request(api: ApiKey, version: i16, codec: u8) -> Option<Vec<u8>> {
         ApiKey::ConsumerGroupDescribe => frame(api, version, &ConsumerGroupDescribeRequest::default()),
         ApiKey::DeleteRecords => frame(api, version, &DeleteRecordsRequest::default()),
         ApiKey::AlterConfigs => frame(api, version, &AlterConfigsRequest::default()),
+        ApiKey::OffsetForLeaderEpoch => try_frames!(
+            OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                m::offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(topic).with_partitions(vec![
+                    m::offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                        .with_current_leader_epoch(0)
+                        .with_leader_epoch(0),
+                ]),
+            ]),
+            OffsetForLeaderEpochRequest
+        ),
         _ => None,
     }
 }

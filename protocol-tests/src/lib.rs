@@ -96,6 +96,7 @@ pub const ADVERTISED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -147,6 +148,8 @@ pub struct BrokerOptions {
     pub nofile_limit: Option<u64>,
     /// Environment variables set for the broker process.
     pub env: Vec<(String, String)>,
+    /// `--data-dir`: where the broker keeps its data; a fresh temp dir when `None`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for BrokerOptions {
@@ -158,6 +161,7 @@ impl Default for BrokerOptions {
             extra_args: Vec::new(),
             nofile_limit: None,
             env: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -221,7 +225,7 @@ impl BrokerProcess {
     }
 
     fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.options.data_dir.clone().unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     /// The broker's data directory (`--data-dir`).

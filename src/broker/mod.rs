@@ -60,6 +60,7 @@ impl Broker {
         };
         let store = Store::open(&config.data_dir, &options)?;
         store.set_verify_on_start(config.verify_on_start);
+        store.set_min_free_disk_bytes(config.min_free_disk_bytes);
         let topics = TopicStore::open(store.clone(), config.topic_settings())?;
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
         let groups = GroupCoordinator::load(store.clone(), config.group_settings())?;

@@ -145,6 +145,7 @@ impl Partition {
     /// policy (size, keys on compacted topics, LogAppendTime), assigns offsets,
     /// and writes them. The returned ticket resolves when the write is durable.
     pub fn append(&self, records: Bytes) -> Result<AppendTicket, BrokerError> {
+        self.store.check_disk_space(records.len() as u64)?;
         let policy = &self.topic.policy;
         let mut batches =
             batch::split_and_validate_for(records, policy.max_message_bytes).map_err(crate::error::StorageError::from)?;
@@ -223,5 +224,21 @@ impl Partition {
     /// Estimated bytes stored.
     pub fn size_bytes(&self) -> u64 {
         self.log.size_bytes()
+    }
+}
+
+impl Partition {
+    /// Kafka's `Partition.lastOffsetForLeaderEpoch`: checks the client's view of the
+    /// current leader epoch (-1: not given), then answers the end offset of
+    /// `leader_epoch` (the first offset of the next higher epoch, or the log end for
+    /// the current one) with the largest epoch ≤ it; None when undefined (epoch -1, or
+    /// newer than any this partition had).
+    pub fn end_offset_for_leader_epoch(
+        &self,
+        current_leader_epoch: i32,
+        leader_epoch: i32,
+    ) -> Result<Option<(i32, i64)>, BrokerError> {
+        self.check_leader_epoch(current_leader_epoch)?;
+        Ok(self.log.end_offset_for_epoch(leader_epoch)?)
     }
 }

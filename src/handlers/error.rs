@@ -39,6 +39,8 @@ impl KafkaError for StorageError {
             StorageError::ShuttingDown => ResponseError::NotLeaderOrFollower,
             StorageError::Corruption { .. } | StorageError::Unavailable(_) => ResponseError::KafkaStorageError,
             StorageError::PartitionLimitReached(_) => ResponseError::PolicyViolation,
+            // Kafka answers a produce to a failed (e.g. full) log directory this way.
+            StorageError::DiskFull { .. } => ResponseError::KafkaStorageError,
         }
     }
 }

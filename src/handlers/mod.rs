@@ -30,6 +30,7 @@ mod offset_delete;
 mod offset_fetch;
 mod produce;
 mod sync_group;
+mod offset_for_leader_epoch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,6 +187,7 @@ apis! {
     IncrementalAlterConfigs => incremental_alter_configs,
     DeleteRecords => delete_records,
     AlterConfigs => alter_configs,
+    OffsetForLeaderEpoch => offset_for_leader_epoch,
 }
 
 /// The supported version range of an API, if it is implemented.

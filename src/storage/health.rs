@@ -41,6 +41,9 @@ pub struct StoreStats {
     pub reopens: AtomicU64,
     /// Whether writes are currently accepted.
     pub unwritable: AtomicBool,
+    /// Whether writes are refused because the data directory's disk is full (free
+    /// space below `min_free_disk_bytes`, or RocksDB ran out of space).
+    pub disk_full: AtomicBool,
 }
 
 /// How to (re)open the database.
@@ -172,7 +175,18 @@ fn watchdog(slot: Arc<DbSlot>) {
         let Err(first) = slot.probe() else { continue };
         slot.stats.write_failures.fetch_add(1, Ordering::Relaxed);
         slot.stats.unwritable.store(true, Ordering::SeqCst);
-        tracing::warn!(error = %first, "storage stopped accepting writes; reopening the database once files can be opened");
+        let no_space = is_no_space(&first);
+        if no_space {
+            slot.stats.disk_full.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                error = %first,
+                dir = %slot.spec.dir.display(),
+                "disk full: storage stopped accepting writes (produce answers KAFKA_STORAGE_ERROR; reads go on); \
+                 writes resume once space is freed"
+            );
+        } else {
+            tracing::warn!(error = %first, "storage stopped accepting writes; reopening the database once files can be opened");
+        }
         let started = Instant::now();
         let mut attempts = 0u64;
         loop {
@@ -184,8 +198,11 @@ fn watchdog(slot: Arc<DbSlot>) {
                 break;
             }
             attempts += 1;
+            // Out of space, RocksDB resumes by itself once space returns; reopening
+            // meanwhile would close the database (and stop reads) only to fail.
+            let wait_for_space = no_space && free_bytes(&slot.spec.dir).is_some_and(|free| free < REOPEN_MIN_FREE_BYTES);
             // Closing the database while no file can be opened would leave it closed.
-            if can_open_files(SPARE_FILES_NEEDED) {
+            if !wait_for_space && can_open_files(SPARE_FILES_NEEDED) {
                 match slot.reopen() {
                     Ok(()) if slot.probe().is_ok() => {
                         slot.stats.reopens.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +218,12 @@ fn watchdog(slot: Arc<DbSlot>) {
             }
         }
         slot.stats.unwritable.store(false, Ordering::SeqCst);
-        tracing::info!(after_ms = started.elapsed().as_millis() as u64, "storage recovered: writes accepted again");
+        if no_space {
+            slot.stats.disk_full.store(false, Ordering::SeqCst);
+            tracing::info!(after_ms = started.elapsed().as_millis() as u64, "disk space available again: writes accepted again");
+        } else {
+            tracing::info!(after_ms = started.elapsed().as_millis() as u64, "storage recovered: writes accepted again");
+        }
     }
 }
 
@@ -215,4 +237,97 @@ fn can_open_files(n: usize) -> bool {
         }
     }
     true
+}
+
+/// Free space below which the watchdog does not reopen a database that ran out of
+/// space (it waits for RocksDB to resume by itself, or for more space).
+const REOPEN_MIN_FREE_BYTES: u64 = 8 << 20;
+
+/// How long a free-space reading of the data directory is reused.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Whether a RocksDB error says the disk is full (ENOSPC).
+fn is_no_space(error: &StorageError) -> bool {
+    let text = error.to_string();
+    text.contains("No space left") || text.contains("NoSpace") || text.contains("no space")
+}
+
+/// Bytes an unprivileged process may still write on the filesystem holding `dir`.
+pub(crate) fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a valid NUL-terminated string and `stat` a plain struct
+    // that statvfs fills in; nothing is retained after the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (rc == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// Refuses writes before the disk is full: produce is answered KAFKA_STORAGE_ERROR
+/// while the data directory's filesystem has less than `min_free_disk_bytes` free,
+/// so RocksDB does not run out of space in the middle of a write; writes resume once
+/// a quarter of the reserve more is free. The free space is read (statvfs) at most
+/// every [`DISK_CHECK_INTERVAL`].
+pub(crate) struct DiskGuard {
+    dir: PathBuf,
+    reserve: AtomicU64,
+    /// The last reading: when, and the free bytes then less what was let through since.
+    last: Mutex<Option<(Instant, u64)>>,
+    /// Whether the last check refused.
+    refusing: AtomicBool,
+    stats: Arc<StoreStats>,
+}
+
+impl DiskGuard {
+    /// A guard for `dir`, off until [`DiskGuard::set_reserve`].
+    pub fn new(dir: PathBuf, stats: Arc<StoreStats>) -> DiskGuard {
+        DiskGuard { dir, reserve: AtomicU64::new(0), last: Mutex::new(None), refusing: AtomicBool::new(false), stats }
+    }
+
+    /// Sets the free space writes need (0: no check).
+    pub fn set_reserve(&self, bytes: u64) {
+        self.reserve.store(bytes, Ordering::SeqCst);
+        *self.last.lock() = None;
+    }
+
+    /// Ok while the filesystem would keep at least the reserve free after writing
+    /// `incoming` more bytes (counting what was let through since the last reading);
+    /// logs (WARN, INFO) and flags the change when writes stop or resume for that reason.
+    pub fn check(&self, incoming: u64) -> Result<(), StorageError> {
+        let reserve = self.reserve.load(Ordering::Relaxed);
+        if reserve == 0 {
+            return Ok(());
+        }
+        let mut last = self.last.lock();
+        let (at, free) = match *last {
+            Some((at, free)) if at.elapsed() < DISK_CHECK_INTERVAL => (at, free),
+            // An unreadable filesystem is not reported as full: RocksDB's errors will tell.
+            _ => (Instant::now(), free_bytes(&self.dir).unwrap_or(u64::MAX)),
+        };
+        // Once refusing, resume only with a margin more (a quarter of the reserve), so
+        // that free space wavering around the reserve does not flip writes on and off.
+        let was_refusing = self.refusing.load(Ordering::SeqCst);
+        let needed = if was_refusing { reserve.saturating_add(reserve / 4) } else { reserve };
+        let refuse = free.saturating_sub(incoming) < needed;
+        // Bytes let through count against the reading until the next one.
+        *last = Some((at, if refuse { free } else { free - incoming }));
+        self.refusing.store(refuse, Ordering::SeqCst);
+        if refuse && !was_refusing {
+            self.stats.disk_full.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                free_bytes = free,
+                min_free_disk_bytes = reserve,
+                dir = %self.dir.display(),
+                "disk full: free space below min_free_disk_bytes; produce answers KAFKA_STORAGE_ERROR (reads go on) \
+                 until space is freed"
+            );
+        } else if !refuse && was_refusing {
+            self.stats.disk_full.store(false, Ordering::SeqCst);
+            tracing::info!(free_bytes = free, min_free_disk_bytes = reserve, "disk space available again: accepting writes");
+        }
+        if refuse {
+            return Err(StorageError::DiskFull { free, reserve });
+        }
+        Ok(())
+    }
 }

@@ -7,6 +7,9 @@
 //! Metadata column family:
 //! - `t/<topic name>` → topic record (JSON)
 //! - `p/<topic id><partition>` → partition metadata (log start, log end, leader epoch)
+//! - `p/<topic id><partition><leader epoch>` → the first offset written in that leader
+//!   epoch (the leader-epoch history; under the partition's metadata prefix, so deleting
+//!   a topic deletes it too)
 //! - `c/<topic id><partition>` → name of the partition's column family
 //! - `s/<topic id><partition><producer id>` → idempotent producer state
 //! - `g/<group id>` → consumer group metadata (JSON, see `group_store`)
@@ -243,6 +246,26 @@ pub fn cleaner_checkpoint_prefix(topic_id: Uuid) -> Vec<u8> {
     k
 }
 
+/// Key of one entry of a partition's leader-epoch history: the first offset written
+/// in `epoch`. It extends the partition's metadata key, so the entries sort after it
+/// in epoch order (epochs are never negative) and a topic's deletion covers them.
+pub fn leader_epoch_start(topic_id: Uuid, partition: i32, epoch: i32) -> Vec<u8> {
+    let mut k = leader_epoch_prefix(topic_id, partition);
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k
+}
+
+/// Prefix of a partition's leader-epoch history entries.
+pub fn leader_epoch_prefix(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    partition_meta(topic_id, partition)
+}
+
+/// The epoch of a leader-epoch history key under `prefix` (None: another kind of key).
+pub fn parse_leader_epoch_start(prefix: &[u8], key: &[u8]) -> Option<i32> {
+    let rest = key.strip_prefix(prefix)?;
+    Some(i32::from_be_bytes(rest.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +305,16 @@ mod tests {
     fn prefix_end_bounds_prefix() {
         assert_eq!(prefix_end(b"s/a"), b"s/b".to_vec());
         assert_eq!(prefix_end(&[1, 0xff]), vec![2]);
+    }
+
+    #[test]
+    fn leader_epoch_keys_sort_by_epoch_and_are_not_partition_meta() {
+        let id = Uuid::new_v4();
+        let (a, b) = (leader_epoch_start(id, 3, 1), leader_epoch_start(id, 3, 256));
+        assert!(a < b);
+        assert!(a.starts_with(&partition_meta_prefix(id)), "deleted with the topic");
+        assert_eq!(parse_partition_meta(&a), None, "not mistaken for partition metadata");
+        assert_eq!(parse_leader_epoch_start(&leader_epoch_prefix(id, 3), &b), Some(256));
+        assert_eq!(parse_leader_epoch_start(&leader_epoch_prefix(id, 3), &partition_meta(id, 3)), None);
     }
 }

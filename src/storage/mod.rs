@@ -75,6 +75,8 @@ pub struct Store {
     spare_target: usize,
     /// Set while a background thread creates spares.
     refilling: Arc<AtomicBool>,
+    /// Refuses appends while the disk is (nearly) full (`min_free_disk_bytes`).
+    disk: health::DiskGuard,
 }
 
 impl Store {
@@ -143,11 +145,12 @@ impl Store {
             cache,
             write_buffers,
             recovery: Mutex::new(wal_recovery),
-            stats,
+            stats: stats.clone(),
             verify_on_start: AtomicBool::new(false),
             watchdog: Mutex::new(watchdog),
             spare_target: options.spare_column_families,
             refilling: Arc::new(AtomicBool::new(false)),
+            disk: health::DiskGuard::new(dir.to_owned(), stats.clone()),
         }))
     }
 
@@ -176,6 +179,19 @@ impl Store {
     /// Storage fault counters since start.
     pub fn stats(&self) -> &health::StoreStats {
         &self.stats
+    }
+
+    /// Refuses writes while the data directory's filesystem has less than `bytes`
+    /// free (`min_free_disk_bytes`; 0 turns the check off).
+    pub fn set_min_free_disk_bytes(&self, bytes: u64) {
+        self.disk.set_reserve(bytes);
+    }
+
+    /// Ok unless writing `incoming` bytes would leave the data directory's filesystem
+    /// with less free space than `min_free_disk_bytes` (read at most every few hundred
+    /// milliseconds; bytes let through in between are counted against it).
+    pub fn check_disk_space(&self, incoming: u64) -> Result<(), StorageError> {
+        self.disk.check(incoming)
     }
 
     /// Whether partitions verify every checksum of their data while opening.
