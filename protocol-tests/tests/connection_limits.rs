@@ -241,6 +241,13 @@ fn connections_over_the_total_or_per_ip_cap_are_closed_at_once() {
             extra_args: args(&[flag, &cap.to_string(), "--metrics-listener", &metrics.to_string()]),
             ..Default::default()
         });
+        // The harness's readiness probe is a connection too: wait until the broker has
+        // seen it close, so that exactly `cap` connections of this test fit.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sample(&scrape(metrics), "fluxo_connections") != 0.0 {
+            assert!(Instant::now() < deadline, "{flag}: the readiness probe's connection never closed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let mut open: Vec<Client> = (0..cap)
             .map(|i| match probe(broker.addr(), Duration::from_secs(5)) {
                 Probe::Served(c) => c,
