@@ -218,8 +218,9 @@ pub async fn run(
                         }.instrument(span));
                     }
                     Err(refusal) => {
-                        drop(socket);
+                        // Counted before the close, so whoever sees the close sees the count.
                         broker.metrics().connections_rejected.get_or_create(&Metrics::reason(refusal.reason())).inc();
+                        drop(socket);
                         let limit = match refusal {
                             Refusal::Total => limits.max_total,
                             Refusal::PerIp => limits.max_per_ip,

@@ -271,6 +271,13 @@ pub fn validate_records(batch: &[u8], header: &BatchHeader, max_uncompressed: u6
 
 /// Validates the batch at the start of `buf`: magic, length, record count and CRC.
 pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    // As a producer sends it: one record per offset of its range.
+    validate_frame(buf, |h| h.record_count > 0 && h.record_count - 1 == h.last_offset_delta)
+}
+
+/// Magic, length, CRC, and a record count `count_ok` accepts (with a non-negative
+/// last offset delta).
+fn validate_frame(buf: &[u8], count_ok: impl Fn(&BatchHeader) -> bool) -> Result<BatchHeader, BatchError> {
     if buf.len() < 17 {
         return Err(BatchError::Truncated { needed: HEADER_LEN, available: buf.len() });
     }
@@ -285,11 +292,8 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if header.total_len() > buf.len() {
         return Err(BatchError::Truncated { needed: header.total_len(), available: buf.len() });
     }
-    if header.record_count <= 0 || header.last_offset_delta < 0 || header.record_count - 1 != header.last_offset_delta {
-        return Err(BatchError::InvalidRecordCount {
-            count: header.record_count,
-            last_offset_delta: header.last_offset_delta,
-        });
+    if header.last_offset_delta < 0 || !count_ok(&header) {
+        return Err(BatchError::InvalidRecordCount { count: header.record_count, last_offset_delta: header.last_offset_delta });
     }
     let computed = crc32c::crc32c(&buf[CRC_START..header.total_len()]);
     if computed != header.crc {
@@ -461,28 +465,7 @@ pub const DELETE_HORIZON_FLAG: i16 = 0x40;
 /// left with fewer records than its offset range (even none, a producer's last
 /// batch): the record count must lie in `0..=lastOffsetDelta + 1`.
 pub fn validate_stored(buf: &[u8]) -> Result<BatchHeader, BatchError> {
-    if buf.len() < 17 {
-        return Err(BatchError::Truncated { needed: HEADER_LEN, available: buf.len() });
-    }
-    let magic = buf[16] as i8;
-    if magic != 2 {
-        return Err(BatchError::UnsupportedMagic(magic));
-    }
-    let header = BatchHeader::parse(buf)?;
-    if (header.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
-        return Err(BatchError::InvalidLength(header.batch_length));
-    }
-    if header.total_len() > buf.len() {
-        return Err(BatchError::Truncated { needed: header.total_len(), available: buf.len() });
-    }
-    if header.record_count < 0 || header.last_offset_delta < 0 || header.record_count as i64 > header.last_offset_delta as i64 + 1 {
-        return Err(BatchError::InvalidRecordCount { count: header.record_count, last_offset_delta: header.last_offset_delta });
-    }
-    let computed = crc32c::crc32c(&buf[CRC_START..header.total_len()]);
-    if computed != header.crc {
-        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
-    }
-    Ok(header)
+    validate_frame(buf, |h| h.record_count >= 0 && h.record_count as i64 <= h.last_offset_delta as i64 + 1)
 }
 
 /// [`split_and_validate_for`] for stored (possibly compacted) batches: framing, CRC and

@@ -861,23 +861,10 @@ impl PartitionLog {
     /// Visits committed batches in order until `visit` returns false (the plain scan
     /// the time index replaced; tests compare against it).
     #[cfg(test)]
-    fn scan_batches(&self, mut visit: impl FnMut(&[u8], &BatchHeader) -> bool) -> Result<(), StorageError> {
+    fn scan_batches(&self, visit: impl FnMut(&[u8], &BatchHeader) -> bool) -> Result<(), StorageError> {
         self.check_live()?;
         let high_watermark = *self.high_watermark.borrow();
-        let db = self.store.try_db()?;
-        let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
-        let mut iter = db.raw_iterator_cf(&cf);
-        iter.seek_to_first();
-        while let Some(value) = iter.value() {
-            let header = BatchHeader::parse(value)?;
-            if header.base_offset >= high_watermark || !visit(value, &header) {
-                break;
-            }
-            iter.next();
-        }
-        iter.status().map_err(|e| self.rocks_error(e, false))?;
-        self.check_live()?;
-        Ok(())
+        self.scan_batches_from(0, high_watermark, visit)
     }
 }
 
