@@ -16,7 +16,9 @@
 //! * `quiescent` - no per-group timers at all (`enable_tick = false`): no heartbeats, no election
 //!   timers. One simulated liveness check per broker every `--hb` ms; a broker missing 3 checks is
 //!   declared dead and, for each group it led, one surviving replica (spread by group id) is told
-//!   to `trigger().elect()` (retried every `--hb` ms until the group has a leader).
+//!   to `trigger().elect()` (retried every `--hb` ms until the group has a leader). openraft still
+//!   needs `--lease-ms`: its (disabled) tick task wakes every ~0.75 lease, and a follower refuses
+//!   votes for one lease after it last heard from its leader.
 //!
 //! Phases: create the replicas, `initialize` each group on broker `g % 3 + 1` (spreading leaders),
 //! wait for all leaders, settle, measure idle CPU, optionally run writers, optionally kill broker
@@ -386,6 +388,7 @@ struct Args {
     payload: usize,
     failover: bool,
     threads: usize,
+    lease_ms: u64,
 }
 
 fn parse_args() -> Args {
@@ -399,6 +402,7 @@ fn parse_args() -> Args {
         payload: 100,
         failover: false,
         threads: 2,
+        lease_ms: 1000,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -420,6 +424,7 @@ fn parse_args() -> Args {
             "--write-secs" => a.write_secs = val.parse().expect("--write-secs S"),
             "--payload" => a.payload = val.parse().expect("--payload BYTES"),
             "--threads" => a.threads = val.parse().expect("--threads T"),
+            "--lease-ms" => a.lease_ms = val.parse().expect("--lease-ms MS"),
             "--failover" => {
                 a.failover = true;
                 i += 1;
@@ -474,12 +479,20 @@ fn pct(sorted: &[u64], p: f64) -> u64 {
 async fn run(args: Args) {
     let n = args.groups;
     let hb = args.hb;
+    // pergroup/coalesced: openraft's timers at `--hb`, election timeouts 3x..6x `--hb`.
+    // quiescent: ticks are disabled, but openraft's tick task still wakes every
+    // 1.5 x heartbeat_interval, and a follower refuses votes for `election_timeout_max` after
+    // it last heard from its leader (the leader lease): both come from `--lease-ms`.
+    let (raft_hb, el_min, el_max) = match args.mode {
+        Mode::Quiescent => (args.lease_ms / 2 - 1, args.lease_ms / 2, args.lease_ms),
+        _ => (hb, hb * 3, hb * 6),
+    };
     let config = Arc::new(
         Config {
             cluster_name: "bench".into(),
-            heartbeat_interval: hb,
-            election_timeout_min: hb * 3,
-            election_timeout_max: hb * 6,
+            heartbeat_interval: raft_hb,
+            election_timeout_min: el_min,
+            election_timeout_max: el_max,
             enable_tick: args.mode != Mode::Quiescent,
             enable_heartbeat: args.mode == Mode::PerGroup,
             snapshot_policy: SnapshotPolicy::Never,
@@ -488,13 +501,13 @@ async fn run(args: Args) {
         .validate()
         .expect("valid raft config"),
     );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "# groups={n} replicas={} mode={:?} hb={hb}ms election={}..{}ms tokio_threads={}",
+        "# groups={n} replicas={} mode={:?} hb={hb}ms raft_hb={raft_hb}ms election={el_min}..{el_max}ms tokio_threads={} loadavg={}",
         n * 3,
         args.mode,
-        hb * 3,
-        hb * 6,
-        args.threads
+        args.threads,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
 
     let rss0 = rss_bytes();
@@ -627,7 +640,7 @@ async fn run(args: Args) {
         let cpu = (cpu_secs() - c0) / secs;
         lat.sort_unstable();
         println!(
-            "writers={} payload={}B commits_per_s={:.0} p50_us={} p99_us={} max_us={} write_cpu_cores={:.2} cpu_us_per_commit={:.1}",
+            "writers={} payload={}B commits_per_s={:.0} p50_us={} p99_us={} max_us={} write_cpu_cores={:.2} cpu_us_per_commit={:.1} (above idle {:.1})",
             args.writers,
             args.payload,
             lat.len() as f64 / secs,
@@ -635,7 +648,8 @@ async fn run(args: Args) {
             pct(&lat, 0.99),
             lat.last().copied().unwrap_or(0),
             cpu,
-            cpu * secs * 1e6 / lat.len().max(1) as f64
+            cpu * secs * 1e6 / lat.len().max(1) as f64,
+            (cpu - idle_cpu).max(0.0) * secs * 1e6 / lat.len().max(1) as f64
         );
     }
 
