@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::ApiKey;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -20,6 +20,10 @@ use crate::handlers::{self, Reply, Session};
 use crate::metrics::Metrics;
 use crate::protocol::frames::{FramePool, FrameReader, Reservation};
 use crate::protocol::{self, Request};
+use crate::security::ListenerSecurity;
+
+/// Longest a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Requests a client may have in flight on one connection before we stop reading.
 const MAX_IN_FLIGHT: usize = 64;
@@ -61,20 +65,60 @@ struct Pending {
 /// A request this broker refuses (an unknown API key, an unsupported version,
 /// an undecodable header or body) closes the connection, as Kafka does, once
 /// the requests before it have been answered.
+///
+/// On an SSL or SASL_SSL listener the TLS handshake comes first; a client that
+/// fails it (a plaintext client, an untrusted certificate) is logged and dropped.
 pub async fn serve(
     broker: Arc<Broker>,
     endpoint: Arc<Endpoint>,
+    listener: Arc<ListenerSecurity>,
     socket: TcpStream,
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     settings: ConnectionSettings,
 ) {
     let _ = socket.set_nodelay(true);
     broker.metrics().connections.inc();
     broker.metrics().connections_accepted.inc();
     let _open = scopeguard(&broker);
-    let session = Session { endpoint, peer };
-    let (reader, mut writer) = socket.into_split();
+    let session = Session { endpoint, peer, listener: listener.clone() };
+    let Some(tls) = &listener.tls else {
+        let (reader, writer) = socket.into_split();
+        return serve_stream(broker, session, reader, writer, shutdown, settings).await;
+    };
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(socket)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, listener = %listener.name, error = %e, "TLS handshake failed: closing connection");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, listener = %listener.name, "TLS handshake timed out: closing connection");
+            return;
+        }
+    };
+    tracing::debug!(
+        protocol = ?stream.get_ref().1.protocol_version(),
+        client_certificate = stream.get_ref().1.peer_certificates().is_some(),
+        "TLS established"
+    );
+    let (reader, writer) = tokio::io::split(stream);
+    serve_stream(broker, session, reader, writer, shutdown, settings).await
+}
+
+/// Serves requests on an established (plaintext or TLS) byte stream.
+async fn serve_stream<R, W>(
+    broker: Arc<Broker>,
+    session: Session,
+    reader: R,
+    mut writer: W,
+    mut shutdown: watch::Receiver<bool>,
+    settings: ConnectionSettings,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let peer = session.peer;
     let mut frames = FrameReader::new(
         reader,
         broker.config().max_frame_bytes,

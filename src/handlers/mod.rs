@@ -75,6 +75,8 @@ pub struct Session {
     pub endpoint: Arc<Endpoint>,
     /// The client's address (group members' `client_host`).
     pub peer: SocketAddr,
+    /// The listener's security protocol and settings.
+    pub listener: Arc<crate::security::ListenerSecurity>,
 }
 
 /// The response of one request: an encoded frame, or nothing (produce with acks=0).
