@@ -176,3 +176,75 @@ def test_required_client_certificate(fluxo_bin, tmp_path_factory, certs):
         assert b.running
     finally:
         b.close()
+
+
+# --- SASL -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sasl_broker(fluxo_bin, tmp_path_factory, certs):
+    b, ports = secure_broker(tmp_path_factory.mktemp("sasl"), {"SASL_PLAINTEXT": "SASL_PLAINTEXT", "SASL_SSL": "SASL_SSL"}, [
+        "--ssl-certificate-pem", str(certs.server), "--ssl-key-pem", str(certs.server_key),
+        "--sasl-user", "alice:alice-secret", "--connection-failed-authentication-delay-ms", "50"])
+    b.start()
+    b.ports = ports
+    yield b
+    b.close()
+
+
+def sasl_conf(mechanism: str, password: str = "alice-secret") -> dict:
+    return {"security.protocol": "sasl_plaintext", "sasl.mechanism": mechanism,
+            "sasl.username": "alice", "sasl.password": password}
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_confluent_and_java_over_sasl_plaintext(sasl_broker, java_cp, mechanism):
+    bootstrap = f"127.0.0.1:{sasl_broker.ports['SASL_PLAINTEXT']}"
+    topic = unique_topic("sasl")
+    payloads = [os.urandom(50 + i) for i in range(8)]
+    rk_produce(bootstrap, topic, [(0, b"k%d" % i, p, None) for i, p in enumerate(payloads)], conf=sasl_conf(mechanism))
+    module = "plain.PlainLoginModule" if mechanism == "PLAIN" else "scram.ScramLoginModule"
+    jaas = f'org.apache.kafka.common.security.{module} required username="alice" password="alice-secret";'
+    java_sasl = ["security.protocol=SASL_PLAINTEXT", f"sasl.mechanism={mechanism}", f"sasl.jaas.config={jaas}"]
+    jvals = [f"java-{mechanism}-{i}".encode() for i in range(4)]
+    stdin = "".join(f"0\t{hx(b'j%d' % i)}\t{hx(v)}\n" for i, v in enumerate(jvals))
+    acks = run_java(java_cp, "ProduceProbe", bootstrap, topic, *java_sasl, input=stdin)
+    assert [int(f[3]) for f in acks if f[0] == "ACK"] == list(range(8, 12))
+    lines = run_java(java_cp, "ConsumeProbe", bootstrap, topic, "12", "0:0", *java_sasl)
+    recs = parse_recs(lines)[0]
+    want = [(i, b"k%d" % i, p) for i, p in enumerate(payloads)] + [(8 + i, b"j%d" % i, v) for i, v in enumerate(jvals)]
+    assert [(o, k, v) for o, k, v, _, _ in recs] == want
+    assert rk_consume(bootstrap, topic, 12, sasl_conf(mechanism)) == want
+
+
+def test_kcat_over_sasl_ssl_scram_sha_256(sasl_broker, certs):
+    bootstrap = f"127.0.0.1:{sasl_broker.ports['SASL_SSL']}"
+    topic = unique_topic("saslssl")
+    common = ["-b", bootstrap, "-X", "security.protocol=sasl_ssl", "-X", f"ssl.ca.location={certs.ca}",
+              "-X", "sasl.mechanism=SCRAM-SHA-256", "-X", "sasl.username=alice", "-X", "sasl.password=alice-secret"]
+    r = kcat(*common, "-t", topic, "-P", "-p", "0", input=b"".join(b"secure-%d\n" % i for i in range(10)))
+    assert r.returncode == 0, r.stderr.decode()
+    r = kcat(*common, "-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-f", "%o %s\\n")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == [f"{i} secure-{i}" for i in range(10)]
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_wrong_password_is_reported_by_the_clients(sasl_broker, java_cp, mechanism):
+    from confluent_kafka.admin import AdminClient
+    bootstrap = f"127.0.0.1:{sasl_broker.ports['SASL_PLAINTEXT']}"
+    errors = []
+    admin = AdminClient({"bootstrap.servers": bootstrap, **sasl_conf(mechanism, "wrong"),
+                         "error_cb": lambda e: errors.append(e)})
+    deadline = time.monotonic() + 20
+    while not errors and time.monotonic() < deadline:
+        admin.poll(0.2)
+    assert errors, "no error reported"
+    assert any("Authentication failed" in e.str() or e.code() == -169 for e in errors), [e.str() for e in errors]
+    module = "plain.PlainLoginModule" if mechanism == "PLAIN" else "scram.ScramLoginModule"
+    jaas = f'org.apache.kafka.common.security.{module} required username="alice" password="wrong";'
+    cmd = ["java", "-cp", java_cp, "ProduceProbe", bootstrap, unique_topic("bad"), "security.protocol=SASL_PLAINTEXT",
+           f"sasl.mechanism={mechanism}", f"sasl.jaas.config={jaas}", "max.block.ms=10000"]
+    r = subprocess.run(cmd, input="0\t-\t00\n", capture_output=True, text=True, timeout=90)
+    assert r.returncode != 0
+    assert "SaslAuthenticationException" in r.stderr + r.stdout, (r.stdout[-2000:], r.stderr[-3000:])
+    assert sasl_broker.running

@@ -122,6 +122,15 @@ pub struct Config {
     pub ssl_client_auth: String,
     /// PEM CA certificates that client certificates are verified against.
     pub ssl_truststore_pem: String,
+    /// SASL mechanisms offered on SASL listeners (`sasl.enabled.mechanisms`):
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// SASL users, `name:password`; only salted SCRAM credentials derived from the
+    /// password are kept in memory.
+    pub sasl_users: Vec<String>,
+    /// Delay before answering a failed authentication, in ms
+    /// (`connection.failed.authentication.delay.ms`).
+    pub connection_failed_authentication_delay_ms: u64,
 }
 
 /// How log lines are written.
@@ -182,6 +191,9 @@ impl Default for Config {
             ssl_key_pem: String::new(),
             ssl_client_auth: "none".into(),
             ssl_truststore_pem: String::new(),
+            sasl_enabled_mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
+            sasl_users: Vec::new(),
+            connection_failed_authentication_delay_ms: 100,
         }
     }
 }
@@ -342,6 +354,15 @@ pub struct Cli {
     /// PEM CA certificates for verifying client certificates.
     #[arg(long, env = "FLUXO_SSL_TRUSTSTORE_PEM")]
     pub ssl_truststore_pem: Option<String>,
+    /// SASL mechanisms offered (comma-separated).
+    #[arg(long, env = "FLUXO_SASL_ENABLED_MECHANISMS", value_delimiter = ',')]
+    pub sasl_enabled_mechanisms: Option<Vec<String>>,
+    /// A SASL user as name:password (repeatable; env: comma-separated).
+    #[arg(long = "sasl-user", env = "FLUXO_SASL_USERS", value_delimiter = ',')]
+    pub sasl_users: Option<Vec<String>>,
+    /// Delay before answering a failed authentication, in ms.
+    #[arg(long, env = "FLUXO_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS")]
+    pub connection_failed_authentication_delay_ms: Option<u64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -438,7 +459,10 @@ impl Config {
             ssl_certificate_pem,
             ssl_key_pem,
             ssl_client_auth,
-            ssl_truststore_pem
+            ssl_truststore_pem,
+            sasl_enabled_mechanisms,
+            sasl_users,
+            connection_failed_authentication_delay_ms
         );
         config.validate()?;
         Ok(config)
@@ -698,7 +722,51 @@ impl Config {
         }))
     }
 
+    /// The SASL users as (name, password).
+    pub fn sasl_user_list(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut users: Vec<(String, String)> = Vec::new();
+        for entry in &self.sasl_users {
+            match entry.split_once(':') {
+                Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+                    if users.iter().any(|(n, _)| n == name) {
+                        return Err(ConfigError::Invalid { key: "sasl_users", message: format!("user {name} given twice") });
+                    }
+                    users.push((name.to_string(), password.to_string()));
+                }
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "sasl_users",
+                        message: "expected name:password entries".into(),
+                    })
+                }
+            }
+        }
+        Ok(users)
+    }
+
+    /// The SASL mechanisms offered.
+    pub fn sasl_mechanisms(&self) -> Result<Vec<crate::security::sasl::Mechanism>, ConfigError> {
+        let mechanisms = self
+            .sasl_enabled_mechanisms
+            .iter()
+            .map(|m| {
+                crate::security::sasl::Mechanism::parse(m.trim()).ok_or_else(|| ConfigError::Invalid {
+                    key: "sasl_enabled_mechanisms",
+                    message: format!("{m:?}: supported are PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(mechanisms)
+    }
+
     fn validate_security(&self) -> Result<(), ConfigError> {
+        self.sasl_user_list()?;
+        if self.sasl_mechanisms()?.is_empty() && self.listener_specs()?.iter().any(|s| s.protocol.uses_sasl()) {
+            return Err(ConfigError::Invalid {
+                key: "sasl_enabled_mechanisms",
+                message: "a SASL listener needs at least one mechanism".into(),
+            });
+        }
         if !self.listeners.is_empty() && !self.extra_listeners.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "extra_listeners",

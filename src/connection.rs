@@ -81,7 +81,7 @@ pub async fn serve(
     broker.metrics().connections.inc();
     broker.metrics().connections_accepted.inc();
     let _open = scopeguard(&broker);
-    let session = Session { endpoint, peer, listener: listener.clone() };
+    let session = Session { endpoint, peer, listener: listener.clone(), sasl: Default::default() };
     let Some(tls) = &listener.tls else {
         let (reader, writer) = socket.into_split();
         return serve_stream(broker, session, reader, writer, shutdown, settings).await;
@@ -140,7 +140,11 @@ async fn serve_stream<R, W>(
             if pending.is_empty() || (is_produce && pending.iter().all(|p| p.is_produce)) {
                 let (api_key, version) = (request.api_key, request.version);
                 let client_id = request.client_id.clone();
-                match start(&broker, &session, request) {
+                let started = match admitted(&session, api_key) {
+                    Ok(()) => start(&broker, &session, request),
+                    Err(e) => Err(e),
+                };
+                match started {
                     Ok(reply) => {
                         in_flight.push_back(reply);
                         pending.push_back(Pending { is_produce, size, _reservation: reservation });
@@ -197,6 +201,20 @@ async fn serve_stream<R, W>(
             }
             frame = frames.next_frame(), if can_read => {
                 match frame {
+                    Ok(Some(frame)) if session.sasl.lock().expects_raw_token() => {
+                        // After a v0 SaslHandshake: a bare SASL token, answered bare.
+                        match handlers::sasl_authenticate::authenticate(&session, &frame.bytes).await {
+                            Ok(reply) => {
+                                let mut framed = (reply.len() as u32).to_be_bytes().to_vec();
+                                framed.extend_from_slice(&reply);
+                                if let Err(e) = writer.write_all(&framed).await {
+                                    tracing::debug!(error = %e, "client went away");
+                                    return;
+                                }
+                            }
+                            Err(_) => reading = false,
+                        }
+                    }
                     Ok(Some(frame)) => match Request::parse(frame.bytes.freeze()) {
                         Ok(request) => {
                             waiting = Some((request, frame.reservation));
@@ -234,6 +252,22 @@ async fn serve_stream<R, W>(
     }
     let _ = writer.shutdown().await;
     tracing::debug!(%peer, "connection closed");
+}
+
+/// Whether the connection may make this request now: on a SASL listener only
+/// ApiVersions and the SASL requests come before authentication, and nothing
+/// after a failed one (Kafka closes the connection then).
+fn admitted(session: &Session, api_key: ApiKey) -> Result<(), ConnectionError> {
+    if session.listener.sasl.is_none() {
+        return Ok(());
+    }
+    let sasl = session.sasl.lock();
+    let pre_auth = matches!(api_key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+    if sasl.is_authenticated() || (pre_auth && !sasl.has_failed()) {
+        Ok(())
+    } else {
+        Err(ConnectionError::NotAuthenticated { api_key: api_key as i16 })
+    }
 }
 
 /// Parses a frame and starts its handler inside a request span.

@@ -4,6 +4,7 @@
 //! Nothing here knows Kafka error codes; `handlers::error` maps [`SaslError`]
 //! where it is reported to clients.
 
+pub mod sasl;
 pub mod tls;
 
 use std::fmt;
@@ -74,12 +75,14 @@ pub struct ListenerSecurity {
     pub protocol: SecurityProtocol,
     /// Its TLS settings, on SSL and SASL_SSL listeners.
     pub tls: Option<Arc<tls::TlsConfig>>,
+    /// Its users and mechanisms, on SASL_PLAINTEXT and SASL_SSL listeners.
+    pub sasl: Option<Arc<sasl::Authenticator>>,
 }
 
 impl ListenerSecurity {
     /// A plaintext listener named `name`.
     pub fn plaintext(name: &str) -> ListenerSecurity {
-        ListenerSecurity { name: name.to_string(), protocol: SecurityProtocol::Plaintext, tls: None }
+        ListenerSecurity { name: name.to_string(), protocol: SecurityProtocol::Plaintext, tls: None, sasl: None }
     }
 }
 
@@ -92,6 +95,9 @@ pub enum ListenerError {
     /// The TLS files could not be loaded.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The SASL users could not be set up.
+    #[error("SASL: {0}")]
+    Sasl(String),
     /// A listener could not bind its address.
     #[error("listener {bind}: {source}")]
     Bind {
@@ -113,6 +119,14 @@ pub async fn bind_listeners(config: &crate::config::Config) -> Result<Vec<BoundL
         Some(files) if specs.iter().any(|s| s.protocol.uses_tls()) => Some(Arc::new(tls::TlsConfig::load(files)?)),
         _ => None,
     };
+    let sasl = if specs.iter().any(|s| s.protocol.uses_sasl()) {
+        let users = config.sasl_user_list()?;
+        let mechanisms = config.sasl_mechanisms()?;
+        let delay = std::time::Duration::from_millis(config.connection_failed_authentication_delay_ms);
+        Some(Arc::new(sasl::Authenticator::new(&mechanisms, &users, delay).map_err(ListenerError::Sasl)?))
+    } else {
+        None
+    };
     let mut bound = Vec::with_capacity(specs.len());
     for spec in specs {
         let listener = tokio::net::TcpListener::bind(&spec.bind)
@@ -129,6 +143,7 @@ pub async fn bind_listeners(config: &crate::config::Config) -> Result<Vec<BoundL
             name: spec.name,
             protocol: spec.protocol,
             tls: if spec.protocol.uses_tls() { tls.clone() } else { None },
+            sasl: if spec.protocol.uses_sasl() { sasl.clone() } else { None },
         };
         bound.push((
             listener,
