@@ -105,6 +105,32 @@ pub struct Config {
     /// has less free space than this, so the disk never fills in the middle of a
     /// write; 0 turns the check off.
     pub min_free_disk_bytes: u64,
+    /// Kafka-style named listeners, `NAME://host:port` (e.g. `SSL://0.0.0.0:9093`); when
+    /// set, they replace `listener`, `advertised_listener` and `extra_listeners`.
+    pub listeners: Vec<String>,
+    /// Advertised address of each named listener, `NAME://host:port`; a listener
+    /// without one advertises its bind address (`localhost` for a wildcard).
+    pub advertised_listeners: Vec<String>,
+    /// Security protocol of each listener name, `NAME:PROTOCOL`; the names
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL map to themselves.
+    pub listener_security_protocol_map: Vec<String>,
+    /// PEM certificate chain of SSL/SASL_SSL listeners (reloaded on SIGHUP).
+    pub ssl_certificate_pem: String,
+    /// PEM private key of SSL/SASL_SSL listeners (reloaded on SIGHUP).
+    pub ssl_key_pem: String,
+    /// Client certificates: `none`, `requested` or `required` (`ssl.client.auth`).
+    pub ssl_client_auth: String,
+    /// PEM CA certificates that client certificates are verified against.
+    pub ssl_truststore_pem: String,
+    /// SASL mechanisms offered on SASL listeners (`sasl.enabled.mechanisms`):
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// SASL users, `name:password`; only salted SCRAM credentials derived from the
+    /// password are kept in memory.
+    pub sasl_users: Vec<String>,
+    /// Delay before answering a failed authentication, in ms
+    /// (`connection.failed.authentication.delay.ms`).
+    pub connection_failed_authentication_delay_ms: u64,
 }
 
 /// How log lines are written.
@@ -158,6 +184,16 @@ impl Default for Config {
             log_cleaner_max_compaction_lag_ms: i64::MAX,
             log_cleaner_delete_retention_ms: 86_400_000,
             min_free_disk_bytes: 64 * 1024 * 1024,
+            listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: Vec::new(),
+            ssl_certificate_pem: String::new(),
+            ssl_key_pem: String::new(),
+            ssl_client_auth: "none".into(),
+            ssl_truststore_pem: String::new(),
+            sasl_enabled_mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
+            sasl_users: Vec::new(),
+            connection_failed_authentication_delay_ms: 100,
         }
     }
 }
@@ -297,6 +333,36 @@ pub struct Cli {
     /// Refuse produce while the data directory has less free space than this (0: off).
     #[arg(long, env = "FLUXO_MIN_FREE_DISK_BYTES")]
     pub min_free_disk_bytes: Option<u64>,
+    /// Named listeners NAME://host:port (comma-separated); replace --listener/--extra-listener.
+    #[arg(long, env = "FLUXO_LISTENERS", value_delimiter = ',')]
+    pub listeners: Option<Vec<String>>,
+    /// Advertised addresses of named listeners, NAME://host:port (comma-separated).
+    #[arg(long, env = "FLUXO_ADVERTISED_LISTENERS", value_delimiter = ',')]
+    pub advertised_listeners: Option<Vec<String>>,
+    /// Listener name to security protocol, NAME:PROTOCOL (comma-separated).
+    #[arg(long, env = "FLUXO_LISTENER_SECURITY_PROTOCOL_MAP", value_delimiter = ',')]
+    pub listener_security_protocol_map: Option<Vec<String>>,
+    /// PEM certificate chain for TLS listeners.
+    #[arg(long, env = "FLUXO_SSL_CERTIFICATE_PEM")]
+    pub ssl_certificate_pem: Option<String>,
+    /// PEM private key for TLS listeners.
+    #[arg(long, env = "FLUXO_SSL_KEY_PEM")]
+    pub ssl_key_pem: Option<String>,
+    /// Client certificates: none, requested or required.
+    #[arg(long, env = "FLUXO_SSL_CLIENT_AUTH")]
+    pub ssl_client_auth: Option<String>,
+    /// PEM CA certificates for verifying client certificates.
+    #[arg(long, env = "FLUXO_SSL_TRUSTSTORE_PEM")]
+    pub ssl_truststore_pem: Option<String>,
+    /// SASL mechanisms offered (comma-separated).
+    #[arg(long, env = "FLUXO_SASL_ENABLED_MECHANISMS", value_delimiter = ',')]
+    pub sasl_enabled_mechanisms: Option<Vec<String>>,
+    /// A SASL user as name:password (repeatable; env: comma-separated).
+    #[arg(long = "sasl-user", env = "FLUXO_SASL_USERS", value_delimiter = ',')]
+    pub sasl_users: Option<Vec<String>>,
+    /// Delay before answering a failed authentication, in ms.
+    #[arg(long, env = "FLUXO_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS")]
+    pub connection_failed_authentication_delay_ms: Option<u64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -386,7 +452,17 @@ impl Config {
             log_cleaner_min_compaction_lag_ms,
             log_cleaner_max_compaction_lag_ms,
             log_cleaner_delete_retention_ms,
-            min_free_disk_bytes
+            min_free_disk_bytes,
+            listeners,
+            advertised_listeners,
+            listener_security_protocol_map,
+            ssl_certificate_pem,
+            ssl_key_pem,
+            ssl_client_auth,
+            ssl_truststore_pem,
+            sasl_enabled_mechanisms,
+            sasl_users,
+            connection_failed_authentication_delay_ms
         );
         config.validate()?;
         Ok(config)
@@ -500,6 +576,7 @@ impl Config {
         if self.log_cleaner_delete_retention_ms < 0 {
             return Err(invalid("log_cleaner_delete_retention_ms", "must be >= 0"));
         }
+        self.validate_security()?;
         Ok(())
     }
 
@@ -538,6 +615,185 @@ impl Config {
     }
 }
 
+/// One listener: where it binds, what it advertises and its security protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// The listener's name (`PLAINTEXT` for `listener` and `extra_listeners`).
+    pub name: String,
+    /// Bind address, `ip:port` or `host:port`.
+    pub bind: String,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// Its security protocol.
+    pub protocol: crate::security::SecurityProtocol,
+}
+
+impl Config {
+    /// Every listener, primary first: the named `listeners` when set, else
+    /// `listener` (advertised as `advertised_listener`) and `extra_listeners`, all PLAINTEXT.
+    pub fn listener_specs(&self) -> Result<Vec<ListenerSpec>, ConfigError> {
+        use crate::security::SecurityProtocol;
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        if self.listeners.is_empty() {
+            return Ok(self
+                .listeners()
+                .into_iter()
+                .map(|(bind, host, port)| ListenerSpec {
+                    name: "PLAINTEXT".into(),
+                    bind,
+                    host,
+                    port,
+                    protocol: SecurityProtocol::Plaintext,
+                })
+                .collect());
+        }
+        let mut map = std::collections::HashMap::new();
+        for entry in &self.listener_security_protocol_map {
+            let (name, protocol) = entry
+                .split_once(':')
+                .ok_or_else(|| invalid("listener_security_protocol_map", format!("{entry:?}: expected NAME:PROTOCOL")))?;
+            let protocol: SecurityProtocol =
+                protocol.parse().map_err(|e| invalid("listener_security_protocol_map", e))?;
+            map.insert(name.to_ascii_uppercase(), protocol);
+        }
+        let mut advertised = std::collections::HashMap::new();
+        for entry in &self.advertised_listeners {
+            let (name, host_port) = parse_named(entry)
+                .ok_or_else(|| invalid("advertised_listeners", format!("{entry:?}: expected NAME://host:port")))?;
+            let (host, port) = split_host_port(host_port)
+                .ok_or_else(|| invalid("advertised_listeners", format!("{entry:?}: expected NAME://host:port")))?;
+            advertised.insert(name, (host, port));
+        }
+        let mut specs: Vec<ListenerSpec> = Vec::new();
+        for entry in &self.listeners {
+            let bad = || invalid("listeners", format!("{entry:?}: expected NAME://host:port"));
+            let (name, host_port) = parse_named(entry).ok_or_else(bad)?;
+            let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            let bind_host = if host.is_empty() { "0.0.0.0" } else { host };
+            let protocol = match map.get(&name) {
+                Some(p) => *p,
+                None => name.parse().map_err(|_| {
+                    invalid("listener_security_protocol_map", format!("no security protocol for listener {name}"))
+                })?,
+            };
+            if specs.iter().any(|s| s.name == name) {
+                return Err(invalid("listeners", format!("listener name {name} used twice")));
+            }
+            let (adv_host, adv_port) = advertised.remove(&name).unwrap_or_else(|| {
+                let h = bind_host.trim_matches(['[', ']']);
+                let wildcard = h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+                (if wildcard { "localhost".to_string() } else { h.to_string() }, port as i32)
+            });
+            specs.push(ListenerSpec {
+                name,
+                bind: format!("{bind_host}:{port}"),
+                host: adv_host,
+                port: adv_port,
+                protocol,
+            });
+        }
+        if let Some(name) = advertised.keys().next() {
+            return Err(invalid("advertised_listeners", format!("{name} is not in listeners")));
+        }
+        Ok(specs)
+    }
+
+    /// The TLS files of SSL/SASL_SSL listeners, if a certificate is configured.
+    pub fn tls_files(&self) -> Result<Option<crate::security::tls::TlsFiles>, ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        let client_auth = self.ssl_client_auth.parse().map_err(|e| invalid("ssl_client_auth", e))?;
+        if self.ssl_certificate_pem.is_empty() && self.ssl_key_pem.is_empty() {
+            return Ok(None);
+        }
+        if self.ssl_certificate_pem.is_empty() || self.ssl_key_pem.is_empty() {
+            return Err(invalid("ssl_certificate_pem", "ssl_certificate_pem and ssl_key_pem go together".into()));
+        }
+        if client_auth != crate::security::tls::ClientAuth::None && self.ssl_truststore_pem.is_empty() {
+            return Err(invalid("ssl_truststore_pem", "ssl_client_auth needs a trust store".into()));
+        }
+        Ok(Some(crate::security::tls::TlsFiles {
+            certificate: self.ssl_certificate_pem.clone().into(),
+            key: self.ssl_key_pem.clone().into(),
+            client_auth,
+            truststore: (!self.ssl_truststore_pem.is_empty()).then(|| self.ssl_truststore_pem.clone().into()),
+        }))
+    }
+
+    /// The SASL users as (name, password).
+    pub fn sasl_user_list(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut users: Vec<(String, String)> = Vec::new();
+        for entry in &self.sasl_users {
+            match entry.split_once(':') {
+                Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+                    if users.iter().any(|(n, _)| n == name) {
+                        return Err(ConfigError::Invalid { key: "sasl_users", message: format!("user {name} given twice") });
+                    }
+                    users.push((name.to_string(), password.to_string()));
+                }
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "sasl_users",
+                        message: "expected name:password entries".into(),
+                    })
+                }
+            }
+        }
+        Ok(users)
+    }
+
+    /// The SASL mechanisms offered.
+    pub fn sasl_mechanisms(&self) -> Result<Vec<crate::security::sasl::Mechanism>, ConfigError> {
+        let mechanisms = self
+            .sasl_enabled_mechanisms
+            .iter()
+            .map(|m| {
+                crate::security::sasl::Mechanism::parse(m.trim()).ok_or_else(|| ConfigError::Invalid {
+                    key: "sasl_enabled_mechanisms",
+                    message: format!("{m:?}: supported are PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(mechanisms)
+    }
+
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        self.sasl_user_list()?;
+        if self.sasl_mechanisms()?.is_empty() && self.listener_specs()?.iter().any(|s| s.protocol.uses_sasl()) {
+            return Err(ConfigError::Invalid {
+                key: "sasl_enabled_mechanisms",
+                message: "a SASL listener needs at least one mechanism".into(),
+            });
+        }
+        if !self.listeners.is_empty() && !self.extra_listeners.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "extra_listeners",
+                message: "use either listeners or extra_listeners, not both".into(),
+            });
+        }
+        let specs = self.listener_specs()?;
+        let tls = self.tls_files()?;
+        if tls.is_none() && specs.iter().any(|s| s.protocol.uses_tls()) {
+            return Err(ConfigError::Invalid {
+                key: "ssl_certificate_pem",
+                message: "an SSL or SASL_SSL listener needs ssl_certificate_pem and ssl_key_pem".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Splits `NAME://rest` into the upper-cased name and the rest.
+fn parse_named(s: &str) -> Option<(String, &str)> {
+    let (name, rest) = s.split_once("://")?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return None;
+    }
+    Some((name.to_ascii_uppercase(), rest))
+}
+
 fn split_host_port(s: &str) -> Option<(String, i32)> {
     let (host, port) = s.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
@@ -566,6 +822,56 @@ mod listener_tests {
         assert_eq!(c.listeners()[1], ("0.0.0.0:29092".into(), "fluxo".into(), 29092));
         let bad = Config { extra_listeners: vec!["nonsense".into()], ..Config::default() };
         assert!(bad.validate().unwrap_err().to_string().contains("extra_listeners"));
+    }
+}
+
+#[cfg(test)]
+mod security_listener_tests {
+    use super::*;
+    use crate::security::SecurityProtocol;
+
+    #[test]
+    fn named_listeners_map_protocols_and_advertise() {
+        let c = Config {
+            listeners: vec!["PLAINTEXT://127.0.0.1:9092".into(), "CLIENT://0.0.0.0:9093".into(), "SSL://:9094".into()],
+            advertised_listeners: vec!["CLIENT://broker1:19093".into()],
+            listener_security_protocol_map: vec!["CLIENT:SASL_SSL".into()],
+            ssl_certificate_pem: "/c.pem".into(),
+            ssl_key_pem: "/k.pem".into(),
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        let specs = c.listener_specs().unwrap();
+        let got: Vec<_> = specs.iter().map(|s| (s.name.as_str(), s.bind.as_str(), s.host.as_str(), s.port, s.protocol)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("PLAINTEXT", "127.0.0.1:9092", "127.0.0.1", 9092, SecurityProtocol::Plaintext),
+                ("CLIENT", "0.0.0.0:9093", "broker1", 19093, SecurityProtocol::SaslSsl),
+                ("SSL", "0.0.0.0:9094", "localhost", 9094, SecurityProtocol::Ssl),
+            ]
+        );
+    }
+
+    #[test]
+    fn legacy_listeners_stay_plaintext_and_bad_named_ones_are_refused() {
+        let c = Config { extra_listeners: vec!["0.0.0.0:29092=fluxo:29092".into()], ..Config::default() };
+        let specs = c.listener_specs().unwrap();
+        assert_eq!(specs.len(), 2);
+        assert!(specs.iter().all(|s| s.protocol == SecurityProtocol::Plaintext));
+        assert_eq!((specs[1].host.as_str(), specs[1].port), ("fluxo", 29092));
+        let no_cert = Config { listeners: vec!["SSL://0.0.0.0:9093".into()], ..Config::default() };
+        assert!(no_cert.validate().unwrap_err().to_string().contains("ssl_certificate_pem"));
+        let unmapped = Config { listeners: vec!["INTERNAL://0.0.0.0:9093".into()], ..Config::default() };
+        assert!(unmapped.validate().unwrap_err().to_string().contains("INTERNAL"));
+        let stray = Config {
+            listeners: vec!["PLAINTEXT://0.0.0.0:9093".into()],
+            advertised_listeners: vec!["OTHER://h:1".into()],
+            ..Config::default()
+        };
+        assert!(stray.validate().unwrap_err().to_string().contains("advertised_listeners"));
+        let auth = Config { ssl_client_auth: "sometimes".into(), ..Config::default() };
+        assert!(auth.validate().unwrap_err().to_string().contains("ssl_client_auth"));
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::ApiKey;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -20,6 +20,10 @@ use crate::handlers::{self, Reply, Session};
 use crate::metrics::Metrics;
 use crate::protocol::frames::{FramePool, FrameReader, Reservation};
 use crate::protocol::{self, Request};
+use crate::security::ListenerSecurity;
+
+/// Longest a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Requests a client may have in flight on one connection before we stop reading.
 const MAX_IN_FLIGHT: usize = 64;
@@ -61,20 +65,60 @@ struct Pending {
 /// A request this broker refuses (an unknown API key, an unsupported version,
 /// an undecodable header or body) closes the connection, as Kafka does, once
 /// the requests before it have been answered.
+///
+/// On an SSL or SASL_SSL listener the TLS handshake comes first; a client that
+/// fails it (a plaintext client, an untrusted certificate) is logged and dropped.
 pub async fn serve(
     broker: Arc<Broker>,
     endpoint: Arc<Endpoint>,
+    listener: Arc<ListenerSecurity>,
     socket: TcpStream,
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     settings: ConnectionSettings,
 ) {
     let _ = socket.set_nodelay(true);
     broker.metrics().connections.inc();
     broker.metrics().connections_accepted.inc();
     let _open = scopeguard(&broker);
-    let session = Session { endpoint, peer };
-    let (reader, mut writer) = socket.into_split();
+    let session = Session { endpoint, peer, listener: listener.clone(), sasl: Default::default() };
+    let Some(tls) = &listener.tls else {
+        let (reader, writer) = socket.into_split();
+        return serve_stream(broker, session, reader, writer, shutdown, settings).await;
+    };
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(socket)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, listener = %listener.name, error = %e, "TLS handshake failed: closing connection");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, listener = %listener.name, "TLS handshake timed out: closing connection");
+            return;
+        }
+    };
+    tracing::debug!(
+        protocol = ?stream.get_ref().1.protocol_version(),
+        client_certificate = stream.get_ref().1.peer_certificates().is_some(),
+        "TLS established"
+    );
+    let (reader, writer) = tokio::io::split(stream);
+    serve_stream(broker, session, reader, writer, shutdown, settings).await
+}
+
+/// Serves requests on an established (plaintext or TLS) byte stream.
+async fn serve_stream<R, W>(
+    broker: Arc<Broker>,
+    session: Session,
+    reader: R,
+    mut writer: W,
+    mut shutdown: watch::Receiver<bool>,
+    settings: ConnectionSettings,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let peer = session.peer;
     let mut frames = FrameReader::new(
         reader,
         broker.config().max_frame_bytes,
@@ -96,7 +140,11 @@ pub async fn serve(
             if pending.is_empty() || (is_produce && pending.iter().all(|p| p.is_produce)) {
                 let (api_key, version) = (request.api_key, request.version);
                 let client_id = request.client_id.clone();
-                match start(&broker, &session, request) {
+                let started = match admitted(&session, api_key) {
+                    Ok(()) => start(&broker, &session, request),
+                    Err(e) => Err(e),
+                };
+                match started {
                     Ok(reply) => {
                         in_flight.push_back(reply);
                         pending.push_back(Pending { is_produce, size, _reservation: reservation });
@@ -153,6 +201,20 @@ pub async fn serve(
             }
             frame = frames.next_frame(), if can_read => {
                 match frame {
+                    Ok(Some(frame)) if session.sasl.lock().expects_raw_token() => {
+                        // After a v0 SaslHandshake: a bare SASL token, answered bare.
+                        match handlers::sasl_authenticate::authenticate(&session, &frame.bytes).await {
+                            Ok(reply) => {
+                                let mut framed = (reply.len() as u32).to_be_bytes().to_vec();
+                                framed.extend_from_slice(&reply);
+                                if let Err(e) = writer.write_all(&framed).await {
+                                    tracing::debug!(error = %e, "client went away");
+                                    return;
+                                }
+                            }
+                            Err(_) => reading = false,
+                        }
+                    }
                     Ok(Some(frame)) => match Request::parse(frame.bytes.freeze()) {
                         Ok(request) => {
                             waiting = Some((request, frame.reservation));
@@ -190,6 +252,22 @@ pub async fn serve(
     }
     let _ = writer.shutdown().await;
     tracing::debug!(%peer, "connection closed");
+}
+
+/// Whether the connection may make this request now: on a SASL listener only
+/// ApiVersions and the SASL requests come before authentication, and nothing
+/// after a failed one (Kafka closes the connection then).
+fn admitted(session: &Session, api_key: ApiKey) -> Result<(), ConnectionError> {
+    if session.listener.sasl.is_none() {
+        return Ok(());
+    }
+    let sasl = session.sasl.lock();
+    let pre_auth = matches!(api_key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+    if sasl.is_authenticated() || (pre_auth && !sasl.has_failed()) {
+        Ok(())
+    } else {
+        Err(ConnectionError::NotAuthenticated { api_key: api_key as i16 })
+    }
 }
 
 /// Parses a frame and starts its handler inside a request span.

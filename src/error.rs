@@ -114,6 +114,13 @@ pub enum ConnectionError {
     /// A response could not be encoded (a broker bug, reported rather than panicking).
     #[error("cannot encode response: {0}")]
     Encode(String),
+    /// A request other than ApiVersions and the SASL ones on a SASL listener
+    /// before the client authenticated (or after it failed to).
+    #[error("api {api_key} before SASL authentication")]
+    NotAuthenticated {
+        /// The API key of the request.
+        api_key: i16,
+    },
 }
 
 /// Errors raised by the group coordinator (consumer groups and committed offsets).

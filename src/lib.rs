@@ -24,6 +24,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

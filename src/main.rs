@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use std::sync::Arc;
 
-use fluxo::broker::{Broker, Endpoint};
+use fluxo::broker::Broker;
 use fluxo::config::{Cli, Command, Config};
 use tokio::net::TcpListener;
 
@@ -67,18 +66,16 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut listeners = Vec::new();
-    for (bind, host, port) in broker.config().listeners() {
-        match TcpListener::bind(&bind).await {
-            Ok(l) => {
-                tracing::info!(listener = %bind, advertised = %format!("{host}:{port}"), "listening");
-                listeners.push((l, Arc::new(Endpoint { host, port })));
-            }
-            Err(e) => {
-                eprintln!("fluxo: listener {bind}: {e}");
-                return ExitCode::from(2);
-            }
+    let listeners = match fluxo::security::bind_listeners(broker.config()).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("fluxo: {e}");
+            return ExitCode::from(2);
         }
+    };
+    let tls: Vec<_> = listeners.iter().filter_map(|(_, _, s)| s.tls.clone()).collect();
+    if !tls.is_empty() {
+        tokio::spawn(fluxo::security::tls::reload_on_sighup(tls));
     }
     tracing::info!(
         data_dir = %broker.config().data_dir.display(),

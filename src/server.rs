@@ -15,6 +15,7 @@ use crate::broker::{Broker, Endpoint};
 use crate::connection::{self, ConnectionSettings};
 use crate::metrics::Metrics;
 use crate::protocol::frames::FramePool;
+use crate::security::ListenerSecurity;
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -192,7 +193,7 @@ fn limits_from_config(broker: &Broker) -> ConnectionLimits {
 /// over `max_connections` or `max_connections_per_ip` is accepted and closed at once.
 pub async fn run(
     broker: Arc<Broker>,
-    listeners: Vec<(TcpListener, Arc<Endpoint>)>,
+    listeners: Vec<(TcpListener, Arc<Endpoint>, Arc<ListenerSecurity>)>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -207,11 +208,11 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            (accepted, endpoint) = accept_any(&listeners) => match accepted {
+            (accepted, endpoint, security) = accept_any(&listeners) => match accepted {
                 Ok((socket, peer)) => match limits.admit(peer.ip()) {
                     Ok(slot) => {
                         let span = tracing::info_span!("conn", %peer);
-                        let serve = connection::serve(broker.clone(), endpoint, socket, peer, stop_rx.clone(), settings.clone());
+                        let serve = connection::serve(broker.clone(), endpoint, security, socket, peer, stop_rx.clone(), settings.clone());
                         connections.spawn(async move {
                             serve.await;
                             drop(slot);
@@ -254,10 +255,12 @@ pub async fn run(
 }
 
 /// The next connection on any listener, with that listener's endpoint.
+#[allow(clippy::type_complexity)]
 async fn accept_any(
-    listeners: &[(TcpListener, Arc<Endpoint>)],
-) -> (std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>, Arc<Endpoint>) {
-    let accepts = listeners.iter().map(|(l, e)| Box::pin(async move { (l.accept().await, e.clone()) }));
+    listeners: &[(TcpListener, Arc<Endpoint>, Arc<ListenerSecurity>)],
+) -> (std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>, Arc<Endpoint>, Arc<ListenerSecurity>) {
+    let accepts =
+        listeners.iter().map(|(l, e, s)| Box::pin(async move { (l.accept().await, e.clone(), s.clone()) }));
     futures::future::select_all(accepts).await.0
 }
 

@@ -7,7 +7,7 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
 /**
  * Consumer probe: assign + seek, no group.
- * Usage: ConsumeProbe BOOTSTRAP TOPIC EXPECTED PARTITION:OFFSET|PARTITION:beginning ...
+ * Usage: ConsumeProbe BOOTSTRAP TOPIC EXPECTED PARTITION:OFFSET|PARTITION:beginning|key=value ...
  * Prints BEGIN/END offsets per partition, then
  * "REC \t partition \t offset \t timestamp \t KEYHEX \t VALUEHEX [\t NAME=HEX ...]"
  * per record; stops after EXPECTED records (then polls once more for extras) or 30 s.
@@ -24,6 +24,11 @@ public class ConsumeProbe {
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "none");
         Map<TopicPartition, String> start = new LinkedHashMap<>();
         for (int i = 3; i < args.length; i++) {
+            if (args[i].contains("=")) {  // key=value consumer config (security settings, ...)
+                String[] kv = args[i].split("=", 2);
+                props.put(kv[0], kv[1]);
+                continue;
+            }
             String[] po = args[i].split(":", 2);
             start.put(new TopicPartition(topic, Integer.parseInt(po[0])), po[1]);
         }

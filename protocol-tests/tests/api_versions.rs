@@ -22,10 +22,11 @@ fn assert_table(resp: &ApiVersionsResponse, context: &str) {
         .map(|k| (k.api_key, k.min_version, k.max_version))
         .collect();
     got.sort();
-    let want: Vec<(i16, i16, i16)> = ADVERTISED
+    let mut want: Vec<(i16, i16, i16)> = ADVERTISED
         .iter()
         .map(|(k, min, max)| (*k as i16, *min, *max))
         .collect();
+    want.sort();
     assert_eq!(got, want, "{context}: advertised (api key, min, max)");
 }
 

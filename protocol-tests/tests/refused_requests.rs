@@ -22,8 +22,8 @@ fn metadata_v12(client: &mut Client) -> (i32, BytesMut) {
 /// The kinds of refused request the tests pipeline after good ones.
 #[derive(Clone, Copy, Debug)]
 enum Refused {
-    /// What every SASL client sends after ApiVersions; Fluxo does not implement SASL.
-    SaslHandshakeV1,
+    /// A SaslHandshake version beyond the advertised 0-1.
+    SaslHandshakeV2,
     /// A version far beyond any schema (only the header prefix can be read).
     ProduceV99,
     /// A known API at a version below what Fluxo advertises.
@@ -36,7 +36,7 @@ enum Refused {
 
 impl Refused {
     const ALL: [Refused; 5] = [
-        Refused::SaslHandshakeV1,
+        Refused::SaslHandshakeV2,
         Refused::ProduceV99,
         Refused::ProduceV2,
         Refused::TruncatedMetadata,
@@ -47,10 +47,9 @@ impl Refused {
     fn payload(self, client: &mut Client) -> Vec<u8> {
         let correlation_id = client.next_correlation_id();
         match self {
-            Refused::SaslHandshakeV1 => client
-                .encode(1, &SaslHandshakeRequest::default().with_mechanism(sb("PLAIN")))
-                .1
-                .to_vec(),
+            Refused::SaslHandshakeV2 => {
+                raw_request(ApiKey::SaslHandshake as i16, 2, correlation_id, false, b"\x00\x05PLAIN")
+            }
             Refused::ProduceV99 => raw_request(ApiKey::Produce as i16, 99, correlation_id, false, &[]),
             // kafka-protocol cannot encode v2 (Kafka 4 dropped it); its header is v1 like v3's.
             Refused::ProduceV2 => raw_request(ApiKey::Produce as i16, 2, correlation_id, false, &[0, 1, 0, 0, 0x75, 0x30]),

@@ -134,3 +134,14 @@ mod tests {
         assert_eq!(GroupError::Storage(std::sync::Arc::new(StorageError::FsyncFailed)).code(), ResponseError::CoordinatorNotAvailable.code());
     }
 }
+
+impl KafkaError for crate::security::sasl::SaslError {
+    fn kafka_error(&self) -> ResponseError {
+        use crate::security::sasl::SaslError;
+        match self {
+            SaslError::UnsupportedMechanism(_) => ResponseError::UnsupportedSaslMechanism,
+            SaslError::AuthenticationFailed(_) => ResponseError::SaslAuthenticationFailed,
+            SaslError::IllegalState(_) => ResponseError::IllegalSaslState,
+        }
+    }
+}

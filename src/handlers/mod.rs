@@ -31,6 +31,8 @@ mod offset_fetch;
 mod produce;
 mod sync_group;
 mod offset_for_leader_epoch;
+pub mod sasl_authenticate;
+mod sasl_handshake;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,6 +77,10 @@ pub struct Session {
     pub endpoint: Arc<Endpoint>,
     /// The client's address (group members' `client_host`).
     pub peer: SocketAddr,
+    /// The listener's security protocol and settings.
+    pub listener: Arc<crate::security::ListenerSecurity>,
+    /// The connection's SASL state (who it authenticated as).
+    pub sasl: Arc<parking_lot::Mutex<crate::security::sasl::SaslSession>>,
 }
 
 /// The response of one request: an encoded frame, or nothing (produce with acks=0).
@@ -157,6 +163,9 @@ macro_rules! call {
     ($module:ident, $broker:expr, $session:expr, $request:expr, $body:expr, $version:expr, client) => {
         $module::handle($broker.clone(), $body, $version, client_info($request, $session))
     };
+    ($module:ident, $broker:expr, $session:expr, $request:expr, $body:expr, $version:expr, session) => {
+        $module::handle($broker.clone(), $session.clone(), $body, $version)
+    };
 }
 
 apis! {
@@ -188,6 +197,8 @@ apis! {
     DeleteRecords => delete_records,
     AlterConfigs => alter_configs,
     OffsetForLeaderEpoch => offset_for_leader_epoch,
+    SaslHandshake => sasl_handshake with session,
+    SaslAuthenticate => sasl_authenticate with session,
 }
 
 /// The supported version range of an API, if it is implemented.

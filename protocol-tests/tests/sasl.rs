@@ -1,0 +1,234 @@
+//! SASL on a SASL_PLAINTEXT listener: SaslHandshake (v0 with bare tokens, v1),
+//! SaslAuthenticate with PLAIN and SCRAM-SHA-256/512 (the client side computed
+//! here with the RustCrypto crates), wrong passwords, requests before
+//! authentication, and SASL requests on a plaintext listener.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
+use protocol_tests::{decode_records, encode_batch, fluxo_bin, sample_records, sb, Client};
+use sha2::{Digest, Sha256, Sha512};
+
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+const ILLEGAL_SASL_STATE: i16 = 34;
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+const FAILURE_DELAY_MS: u64 = 300;
+
+struct Broker {
+    child: Child,
+    plain: SocketAddr,
+    sasl: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::read_to_string(self._dir.path().join("broker.log")).unwrap_or_default();
+        assert!(!log.contains("panicked at"), "the broker panicked:\n{log}");
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start() -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, sasl) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
+    let child = Command::new(fluxo_bin())
+        .args(["--listeners", &format!("PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}")])
+        .args(["--sasl-user", "alice:alice-secret", "--sasl-user", "c=d:p=ss:w0rd"])
+        .args(["--connection-failed-authentication-delay-ms", &FAILURE_DELAY_MS.to_string()])
+        .args(["--metrics-listener", "", "--auto-create-topics", "true"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn fluxo");
+    let broker = Broker {
+        child,
+        plain: format!("127.0.0.1:{plain}").parse().unwrap(),
+        sasl: format!("127.0.0.1:{sasl}").parse().unwrap(),
+        _dir: dir,
+    };
+    for addr in [broker.plain, broker.sasl] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "broker did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    broker
+}
+
+fn handshake(client: &mut Client, version: i16, mechanism: &str) -> (i16, Vec<String>) {
+    let r = client.call(version, &SaslHandshakeRequest::default().with_mechanism(sb(mechanism)));
+    (r.error_code, r.mechanisms.iter().map(|m| m.to_string()).collect())
+}
+
+fn authenticate(client: &mut Client, version: i16, token: &[u8]) -> (i16, Option<String>, Vec<u8>, i64) {
+    let r = client.call(version, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token)));
+    (r.error_code, r.error_message.map(|m| m.to_string()), r.auth_bytes.to_vec(), r.session_lifetime_ms)
+}
+
+/// A produce and a fetch on an authenticated connection: the records come back intact.
+fn assert_serves(client: &mut Client, topic: &str) {
+    client.create_topic(topic, 1);
+    let records = sample_records(topic, 3);
+    let base = client.produce_ok(topic, 0, encode_batch(&records));
+    let fetched = client.fetch(topic, 0, base);
+    let got = decode_records(&fetched.records);
+    assert_eq!(got.len(), 3);
+    for (g, r) in got.iter().zip(&records) {
+        assert_eq!((&g.key, &g.value), (&r.key, &r.value));
+    }
+}
+
+#[test]
+fn handshake_lists_mechanisms_and_refuses_unknown_ones() {
+    let b = start();
+    let mut c = Client::connect(b.sasl);
+    let versions = c.call(3, &ApiVersionsRequest::default().with_client_software_name(sb("t")).with_client_software_version(sb("1")));
+    assert_eq!(versions.error_code, 0);
+    assert_eq!(handshake(&mut c, 1, "GSSAPI"), (UNSUPPORTED_SASL_MECHANISM, vec![
+        "PLAIN".to_string(), "SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()
+    ]));
+    c.send(12, &MetadataRequest::default().with_topics(Some(vec![])));
+    c.expect_closed("request after a refused mechanism");
+}
+
+#[test]
+fn requests_before_authentication_close_the_connection() {
+    let b = start();
+    let mut c = Client::connect(b.sasl);
+    c.send(12, &MetadataRequest::default().with_topics(Some(vec![])));
+    c.expect_closed("Metadata before SaslHandshake");
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    c.send(12, &MetadataRequest::default().with_topics(Some(vec![])));
+    c.expect_closed("Metadata between SaslHandshake and SaslAuthenticate");
+}
+
+#[test]
+fn plain_good_and_bad_passwords() {
+    let b = start();
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    let (code, message, bytes, lifetime) = authenticate(&mut c, 2, b"\0alice\0alice-secret");
+    assert_eq!((code, message, bytes, lifetime), (0, None, vec![], 0));
+    assert_serves(&mut c, "sasl-plain");
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, ILLEGAL_SASL_STATE, "second handshake");
+
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    let started = Instant::now();
+    let (code, message, _, _) = authenticate(&mut c, 1, b"\0alice\0wrong");
+    assert_eq!(code, SASL_AUTHENTICATION_FAILED);
+    assert!(message.unwrap_or_default().contains("Invalid username or password"));
+    assert!(started.elapsed() >= Duration::from_millis(FAILURE_DELAY_MS), "failure answered without delay");
+    c.send(12, &MetadataRequest::default().with_topics(Some(vec![])));
+    c.expect_closed("request after a failed authentication");
+
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    assert_eq!(authenticate(&mut c, 0, b"\0nobody\0alice-secret").0, SASL_AUTHENTICATION_FAILED);
+}
+
+fn hmac<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).unwrap();
+    m.update(data);
+    m.finalize().into_bytes().to_vec()
+}
+
+/// Runs the client side of a SCRAM exchange (RFC 5802); returns the final error code.
+fn scram(client: &mut Client, mechanism: &str, user: &str, password: &str) -> i16 {
+    let sha512 = mechanism == "SCRAM-SHA-512";
+    let mac = |k: &[u8], d: &[u8]| if sha512 { hmac::<Hmac<Sha512>>(k, d) } else { hmac::<Hmac<Sha256>>(k, d) };
+    let hash = |d: &[u8]| if sha512 { Sha512::digest(d).to_vec() } else { Sha256::digest(d).to_vec() };
+    assert_eq!(handshake(client, 1, mechanism).0, 0);
+    let name = user.replace('=', "=3D").replace(',', "=2C");
+    let bare = format!("n={name},r=fyko+d2lbbFgONRv9qkxdawL");
+    let (code, _, server_first, _) = authenticate(client, 2, format!("n,,{bare}").as_bytes());
+    if code != 0 {
+        return code;
+    }
+    let server_first = String::from_utf8(server_first).unwrap();
+    let attrs: HashMap<&str, &str> = server_first.split(',').filter_map(|a| a.split_once('=')).collect();
+    assert!(attrs["r"].starts_with("fyko+d2lbbFgONRv9qkxdawL") && attrs["r"].len() > 24, "{server_first}");
+    let salt = B64.decode(attrs["s"]).unwrap();
+    let iterations: u32 = attrs["i"].parse().unwrap();
+    assert!(iterations >= 4096);
+    let salted = if sha512 {
+        pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password.as_bytes(), &salt, iterations).to_vec()
+    } else {
+        pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), &salt, iterations).to_vec()
+    };
+    let client_key = mac(&salted, b"Client Key");
+    let without_proof = format!("c=biws,r={}", attrs["r"]);
+    let auth_message = format!("{bare},{server_first},{without_proof}");
+    let signature = mac(&hash(&client_key), auth_message.as_bytes());
+    let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+    let (code, message, server_final, _) =
+        authenticate(client, 2, format!("{without_proof},p={}", B64.encode(proof)).as_bytes());
+    if code != 0 {
+        assert!(message.unwrap_or_default().contains("Authentication failed"));
+        return code;
+    }
+    let server_signature = mac(&mac(&salted, b"Server Key"), auth_message.as_bytes());
+    assert_eq!(String::from_utf8(server_final).unwrap(), format!("v={}", B64.encode(server_signature)));
+    0
+}
+
+#[test]
+fn scram_sha_256_and_512_full_exchanges() {
+    let b = start();
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let mut c = Client::connect(b.sasl);
+        assert_eq!(scram(&mut c, mechanism, "alice", "alice-secret"), 0, "{mechanism}");
+        assert_serves(&mut c, &format!("sasl-{}", mechanism.to_lowercase()));
+        let mut c = Client::connect(b.sasl);
+        assert_eq!(scram(&mut c, mechanism, "c=d", "p=ss:w0rd"), 0, "{mechanism}: a user name with = (saslname escaping)");
+        let mut c = Client::connect(b.sasl);
+        assert_eq!(scram(&mut c, mechanism, "alice", "wrong"), SASL_AUTHENTICATION_FAILED, "{mechanism}");
+        c.send(12, &MetadataRequest::default().with_topics(Some(vec![])));
+        c.expect_closed("request after a failed SCRAM exchange");
+        let mut c = Client::connect(b.sasl);
+        assert_eq!(scram(&mut c, mechanism, "mallory", "x"), SASL_AUTHENTICATION_FAILED, "{mechanism} unknown user");
+    }
+}
+
+#[test]
+fn v0_handshake_takes_bare_tokens() {
+    let b = start();
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 0, "PLAIN").0, 0);
+    c.write_frame(b"\0alice\0alice-secret").unwrap();
+    assert_eq!(c.read_frame().unwrap().len(), 0, "PLAIN's empty server token, framed");
+    assert_serves(&mut c, "sasl-v0");
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 0, "PLAIN").0, 0);
+    c.write_frame(b"\0alice\0wrong").unwrap();
+    c.expect_closed("bad bare PLAIN token");
+}
+
+#[test]
+fn plaintext_listener_needs_no_authentication_and_refuses_sasl() {
+    let b = start();
+    let mut c = Client::connect(b.plain);
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, ILLEGAL_SASL_STATE);
+    assert_eq!(authenticate(&mut c, 2, b"\0alice\0alice-secret").0, ILLEGAL_SASL_STATE);
+    assert_serves(&mut c, "sasl-plaintext-listener");
+}
