@@ -81,6 +81,8 @@ fn process_frame(frame: Bytes) -> Result<(), String> {
         DeleteRecords => DeleteRecordsRequest,
         AlterConfigs => AlterConfigsRequest,
         OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+        SaslHandshake => SaslHandshakeRequest,
+        SaslAuthenticate => SaslAuthenticateRequest,
     );
     if let Some(produce) = produce? {
         for topic in produce.topic_data {
@@ -516,6 +518,16 @@ fn seed_request(api: ApiKey, version: i16, codec: u8) -> Option<Vec<u8>> {
                 ]),
             ]),
             OffsetForLeaderEpochRequest
+        ),
+        ApiKey::SaslHandshake => frame(
+            api,
+            version,
+            &SaslHandshakeRequest::default().with_mechanism(kafka_protocol::protocol::StrBytes::from_static_str("SCRAM-SHA-512")),
+        ),
+        ApiKey::SaslAuthenticate => frame(
+            api,
+            version,
+            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL")),
         ),
         _ => None,
     }
