@@ -131,6 +131,12 @@ pub struct Config {
     /// Delay before answering a failed authentication, in ms
     /// (`connection.failed.authentication.delay.ms`).
     pub connection_failed_authentication_delay_ms: u64,
+    /// Whether requests are authorized against ACLs (Kafka: `authorizer.class.name` set).
+    pub authorizer_enabled: bool,
+    /// Principals allowed everything, e.g. `User:admin` (`super.users`).
+    pub super_users: Vec<String>,
+    /// Whether a resource no ACL covers is open to everyone (`allow.everyone.if.no.acl.found`).
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 /// How log lines are written.
@@ -194,6 +200,9 @@ impl Default for Config {
             sasl_enabled_mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
             sasl_users: Vec::new(),
             connection_failed_authentication_delay_ms: 100,
+            authorizer_enabled: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
         }
     }
 }
@@ -363,6 +372,15 @@ pub struct Cli {
     /// Delay before answering a failed authentication, in ms.
     #[arg(long, env = "FLUXO_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS")]
     pub connection_failed_authentication_delay_ms: Option<u64>,
+    /// Authorize requests against ACLs.
+    #[arg(long, env = "FLUXO_AUTHORIZER_ENABLED")]
+    pub authorizer_enabled: Option<bool>,
+    /// Principals allowed everything (repeatable; env: comma-separated).
+    #[arg(long = "super-users", env = "FLUXO_SUPER_USERS", value_delimiter = ',')]
+    pub super_users: Option<Vec<String>>,
+    /// Allow everyone on resources no ACL covers.
+    #[arg(long, env = "FLUXO_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -462,7 +480,10 @@ impl Config {
             ssl_truststore_pem,
             sasl_enabled_mechanisms,
             sasl_users,
-            connection_failed_authentication_delay_ms
+            connection_failed_authentication_delay_ms,
+            authorizer_enabled,
+            super_users,
+            allow_everyone_if_no_acl_found
         );
         config.validate()?;
         Ok(config)

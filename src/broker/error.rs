@@ -51,6 +51,9 @@ pub enum BrokerError {
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// The authorizer refused the operation.
+    #[error(transparent)]
+    NotAuthorized(#[from] crate::security::acl::AuthorizationError),
 }
 
 impl BrokerError {
@@ -59,6 +62,7 @@ impl BrokerError {
     pub fn clone_lookup(&self) -> BrokerError {
         match self {
             BrokerError::UnknownTopicId => BrokerError::UnknownTopicId,
+            BrokerError::NotAuthorized(e) => BrokerError::NotAuthorized(*e),
             _ => BrokerError::UnknownTopicOrPartition,
         }
     }

@@ -10,6 +10,7 @@
 //! - [`fetch`](Broker::fetch): long polls over several partitions.
 //! - Topics: lookup, creation, deletion, configs ([`TopicRef`], [`TopicPolicy`]).
 
+mod acl;
 mod error;
 mod fetch;
 mod partition;
@@ -47,6 +48,7 @@ pub struct Broker {
     cluster_id: String,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
+    acls: acl::Acls,
 }
 
 impl Broker {
@@ -65,6 +67,7 @@ impl Broker {
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
         let groups = GroupCoordinator::load(store.clone(), config.group_settings())?;
         let cluster_id = load_or_create_cluster_id(&store)?;
+        let acls = acl::Acls::load(store.clone(), &config)?;
         Ok(Arc::new(Broker {
             config,
             store,
@@ -74,6 +77,7 @@ impl Broker {
             cluster_id,
             shutdown: CancellationToken::new(),
             metrics: Arc::new(Metrics::default()),
+            acls,
         }))
     }
 

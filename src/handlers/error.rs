@@ -82,6 +82,7 @@ impl KafkaError for BrokerError {
             // Clients retry a produce on a storage error; the write may or may not be there.
             BrokerError::NotDurable(_) => ResponseError::KafkaStorageError,
             BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            BrokerError::NotAuthorized(e) => e.kafka_error(),
         }
     }
 }
@@ -143,5 +144,23 @@ impl KafkaError for crate::security::sasl::SaslError {
             SaslError::AuthenticationFailed(_) => ResponseError::SaslAuthenticationFailed,
             SaslError::IllegalState(_) => ResponseError::IllegalSaslState,
         }
+    }
+}
+
+impl KafkaError for crate::security::acl::AuthorizationError {
+    fn kafka_error(&self) -> ResponseError {
+        use crate::security::acl::AuthorizationError;
+        match self {
+            AuthorizationError::Topic => ResponseError::TopicAuthorizationFailed,
+            AuthorizationError::Group => ResponseError::GroupAuthorizationFailed,
+            AuthorizationError::Cluster => ResponseError::ClusterAuthorizationFailed,
+            AuthorizationError::TransactionalId => ResponseError::TransactionalIdAuthorizationFailed,
+        }
+    }
+}
+
+impl KafkaError for crate::security::acl::AclError {
+    fn kafka_error(&self) -> ResponseError {
+        ResponseError::InvalidRequest
     }
 }

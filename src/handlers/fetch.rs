@@ -9,9 +9,10 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 
 use super::error::KafkaError;
-use super::{Sharing, Versions};
+use super::{auth, Session, Sharing, Versions};
 use crate::broker::{Broker, FetchRequestSpec, FetchTarget, FetchedPartition, TopicRef};
 use crate::metrics::Metrics;
+use crate::security::acl::Operation;
 
 /// The Fetch versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(4, 17);
@@ -20,7 +21,7 @@ pub const VERSIONS: Versions = Versions::new(4, 17);
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Answers a fetch, waiting for data as the request allows.
-pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) -> Sharing<FetchResponse> {
+pub async fn handle(broker: Arc<Broker>, session: Session, request: FetchRequest, version: i16) -> Sharing<FetchResponse> {
     if request.session_id != 0 {
         // This broker hands out no fetch sessions (KIP-227 allows that), so a
         // session id can only be stale.
@@ -32,9 +33,9 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
     let mut targets = Vec::new();
     for t in request.topics {
         let topic = if version >= 13 {
-            broker.topic(TopicRef::Id(t.topic_id))
+            auth::topic(&broker, &session, Operation::Read, TopicRef::Id(t.topic_id))
         } else {
-            broker.topic(TopicRef::Name(t.topic.0.as_str()))
+            auth::topic(&broker, &session, Operation::Read, TopicRef::Name(t.topic.0.as_str()))
         };
         let mut indexes = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {

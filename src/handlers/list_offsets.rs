@@ -19,12 +19,17 @@ const LATEST_TIERED: i64 = -5;
 pub const VERSIONS: Versions = Versions::new(1, 10);
 
 /// Answers a list-offsets request.
-pub async fn handle(broker: Arc<Broker>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
-            let topic = broker.topic(TopicRef::Name(t.name.0.as_str()));
+            let topic = super::auth::topic(
+                &broker,
+                &session,
+                crate::security::acl::Operation::Describe,
+                TopicRef::Name(t.name.0.as_str()),
+            );
             let partitions = t
                 .partitions
                 .into_iter()

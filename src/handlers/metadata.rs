@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::admin::topic_name;
 use super::error::KafkaError;
-use super::Versions;
+use super::{auth, Session, Versions};
+use crate::security::acl::{AuthorizationError, Operation, ResourceType};
 use crate::broker::{Broker, Endpoint, Topic, TopicRef};
 
 /// Authorized-operations value meaning "not requested".
@@ -28,7 +29,9 @@ pub const ALL_CLUSTER_OPERATIONS: i32 =
 pub const VERSIONS: Versions = Versions::new(0, 13);
 
 /// Answers a metadata request.
-pub async fn handle(broker: Arc<Broker>, endpoint: Arc<Endpoint>, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(broker: Arc<Broker>, session: Session, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let endpoint = session.endpoint.clone();
+    let describable = |name: &str| auth::allowed(&broker, &session, Operation::Describe, ResourceType::Topic, name);
     let auto_create = broker.config().auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let topic_ops = if request.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_OMITTED };
     let wanted = match request.topics {
@@ -37,12 +40,34 @@ pub async fn handle(broker: Arc<Broker>, endpoint: Arc<Endpoint>, request: Metad
         Some(list) => Some(list),
     };
     let topics = match wanted {
-        None => broker.all_topics().iter().map(|t| describe(&broker, t, topic_ops, version)).collect(),
+        // Topics the client may not describe are left out of a listing.
+        None => broker
+            .all_topics()
+            .iter()
+            .filter(|t| describable(&t.name))
+            .map(|t| describe(&broker, t, topic_ops, version))
+            .collect(),
         Some(list) => list
             .into_iter()
             .map(|wanted| match wanted.name {
-                Some(name) => by_name(&broker, name.0.as_str(), auto_create, topic_ops, version),
-                None => by_id(&broker, wanted.topic_id, topic_ops, version),
+                Some(name) => {
+                    let name = name.0.as_str();
+                    // Auto-creation needs CREATE on the cluster or the topic (Kafka).
+                    let may_create = || {
+                        auth::allowed(&broker, &session, Operation::Create, ResourceType::Cluster, crate::security::acl::CLUSTER_NAME)
+                            || auth::allowed(&broker, &session, Operation::Create, ResourceType::Topic, name)
+                    };
+                    let missing = || broker.topic(TopicRef::Name(name)).is_err();
+                    if !describable(name) || (auto_create && missing() && !may_create()) {
+                        refused(Some(name), Uuid::nil(), topic_ops)
+                    } else {
+                        by_name(&broker, name, auto_create, topic_ops, version)
+                    }
+                }
+                None => match broker.topic(TopicRef::Id(wanted.topic_id)) {
+                    Ok(t) if !describable(&t.name) => refused(None, wanted.topic_id, topic_ops),
+                    _ => by_id(&broker, wanted.topic_id, topic_ops, version),
+                },
             })
             .collect(),
     };
@@ -77,6 +102,15 @@ fn by_name(broker: &Broker, name: &str, auto_create: bool, ops: i32, version: i1
             .with_error_code(e.code())
             .with_topic_authorized_operations(ops),
     }
+}
+
+/// A topic the client may not see (or create).
+fn refused(name: Option<&str>, id: Uuid, ops: i32) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(topic_name))
+        .with_topic_id(id)
+        .with_error_code(AuthorizationError::Topic.code())
+        .with_topic_authorized_operations(ops)
 }
 
 fn by_id(broker: &Broker, id: Uuid, ops: i32, version: i16) -> MetadataResponseTopic {

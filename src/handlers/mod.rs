@@ -33,6 +33,9 @@ mod sync_group;
 mod offset_for_leader_epoch;
 pub mod sasl_authenticate;
 mod sasl_handshake;
+mod acls;
+mod auth;
+use acls::{create as create_acls, delete as delete_acls, describe as describe_acls};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -169,15 +172,15 @@ macro_rules! call {
 }
 
 apis! {
-    Produce => produce,
-    Fetch => fetch,
-    ListOffsets => list_offsets,
-    Metadata => metadata with endpoint,
+    Produce => produce with session,
+    Fetch => fetch with session,
+    ListOffsets => list_offsets with session,
+    Metadata => metadata with session,
     FindCoordinator => find_coordinator with endpoint,
     ApiVersions => api_versions,
     CreateTopics => create_topics,
     DeleteTopics => delete_topics,
-    InitProducerId => init_producer_id,
+    InitProducerId => init_producer_id with session,
     DescribeConfigs => describe_configs,
     CreatePartitions => create_partitions,
     DescribeCluster => describe_cluster with endpoint,
@@ -199,6 +202,9 @@ apis! {
     OffsetForLeaderEpoch => offset_for_leader_epoch,
     SaslHandshake => sasl_handshake with session,
     SaslAuthenticate => sasl_authenticate with session,
+    CreateAcls => create_acls with session,
+    DescribeAcls => describe_acls with session,
+    DeleteAcls => delete_acls with session,
 }
 
 /// The supported version range of an API, if it is implemented.

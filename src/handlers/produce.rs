@@ -14,9 +14,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::error_message;
 use super::error::KafkaError;
-use super::{Optional, Versions};
+use super::{auth, Optional, Session, Versions};
 use crate::broker::{AppendTicket, Broker, BrokerError, TopicRef};
 use crate::metrics::Metrics;
+use crate::security::acl::Operation;
 
 /// The Produce versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(3, 13);
@@ -30,6 +31,7 @@ type Stage = (i32, Result<AppendTicket, PartitionProduceResponse>);
 /// response once the appends are durable (None for acks=0: no response).
 pub fn handle(
     broker: Arc<Broker>,
+    session: Session,
     request: ProduceRequest,
     version: i16,
 ) -> impl Future<Output = Optional<ProduceResponse>> + Send + 'static {
@@ -39,9 +41,9 @@ pub fn handle(
     for mut topic_data in request.topic_data {
         let partition_data = std::mem::take(&mut topic_data.partition_data);
         let lookup = if version >= 13 {
-            broker.topic(TopicRef::Id(topic_data.topic_id))
+            auth::topic(&broker, &session, Operation::Write, TopicRef::Id(topic_data.topic_id))
         } else {
-            broker.topic(TopicRef::Name(topic_data.name.0.as_str()))
+            auth::topic(&broker, &session, Operation::Write, TopicRef::Name(topic_data.name.0.as_str()))
         };
         let stages = partition_data
             .into_iter()

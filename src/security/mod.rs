@@ -4,6 +4,7 @@
 //! Nothing here knows Kafka error codes; `handlers::error` maps [`SaslError`]
 //! where it is reported to clients.
 
+pub mod acl;
 pub mod sasl;
 pub mod tls;
 

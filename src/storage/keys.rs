@@ -22,6 +22,8 @@
 //!   and offsets grow together; see `PartitionLog::offset_for_timestamp`)
 //! - `k/<topic id><partition>` → log cleaner checkpoint: the first dirty offset of a
 //!   compacted partition (every batch below it has been cleaned)
+//! - `a/<ACL binding (JSON)>` → empty: one key per ACL, so creating and deleting one is
+//!   one put or delete (see `acl_store`)
 
 use uuid::Uuid;
 
@@ -317,4 +319,14 @@ mod tests {
         assert_eq!(parse_leader_epoch_start(&leader_epoch_prefix(id, 3), &b), Some(256));
         assert_eq!(parse_leader_epoch_start(&leader_epoch_prefix(id, 3), &partition_meta(id, 3)), None);
     }
+}
+
+/// Prefix of every ACL key.
+pub const ACL_PREFIX: &[u8] = b"a/";
+
+/// Key of one ACL: its encoded binding under [`ACL_PREFIX`].
+pub fn acl(encoded: &[u8]) -> Vec<u8> {
+    let mut k = ACL_PREFIX.to_vec();
+    k.extend_from_slice(encoded);
+    k
 }

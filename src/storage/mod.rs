@@ -4,6 +4,7 @@
 //! Handlers never touch RocksDB; they go through [`TopicStore`] and [`PartitionLog`],
 //! which own the key layout (see `keys`).
 
+pub mod acl_store;
 pub mod batch;
 pub mod group_store;
 pub mod health;

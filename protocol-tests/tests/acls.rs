@@ -1,0 +1,278 @@
+//! ACLs on a broker with the authorizer on, `User:admin` a super user and SASL
+//! PLAIN users admin and alice: CreateAcls/DescribeAcls/DeleteAcls, what alice
+//! may and may not do (produce, fetch, metadata, ACL admin), deny over allow, and
+//! ACLs surviving a restart.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    CreateAclsRequest, CreateTopicsRequest, DeleteAclsRequest, DescribeAclsRequest, FetchRequest, MetadataRequest,
+    ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use protocol_tests::{assert_records_eq, decode_records, encode_batch, fluxo_bin, sample_records, sb, topic_name, Client};
+
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+
+// Wire codes.
+const TOPIC: i8 = 2;
+const GROUP: i8 = 3;
+const CLUSTER: i8 = 4;
+const LITERAL: i8 = 3;
+const PREFIXED: i8 = 4;
+const ANY: i8 = 1;
+const READ: i8 = 3;
+const WRITE: i8 = 4;
+const CREATE: i8 = 5;
+const DENY: i8 = 2;
+const ALLOW: i8 = 3;
+
+struct Broker {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(dir: &Path) -> Broker {
+    let port = free_port();
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("broker.log")).unwrap();
+    let child = Command::new(fluxo_bin())
+        .args(["--listeners", &format!("SASL_PLAINTEXT://127.0.0.1:{port}")])
+        .args(["--sasl-user", "admin:admin-secret", "--sasl-user", "alice:alice-secret"])
+        .args(["--authorizer-enabled", "true", "--super-users", "User:admin"])
+        .args(["--metrics-listener", "", "--auto-create-topics", "true"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn fluxo");
+    let broker = Broker { child, addr: format!("127.0.0.1:{port}").parse().unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(broker.addr).is_err() {
+        assert!(Instant::now() < deadline, "broker did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    broker
+}
+
+fn assert_no_panic(dir: &Path) {
+    let log = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
+    assert!(!log.contains("panicked at"), "the broker panicked:\n{log}");
+}
+
+fn login(broker: &Broker, user: &str) -> Client {
+    let mut c = Client::connect(broker.addr);
+    let r = c.call(1, &SaslHandshakeRequest::default().with_mechanism(sb("PLAIN")));
+    assert_eq!(r.error_code, 0);
+    let token = format!("\0{user}\0{user}-secret");
+    let r = c.call(2, &SaslAuthenticateRequest::default().with_auth_bytes(token.into_bytes().into()));
+    assert_eq!(r.error_code, 0, "{user} logs in");
+    c
+}
+
+fn creation(kind: i8, name: &str, pattern: i8, principal: &str, op: i8, perm: i8) -> AclCreation {
+    AclCreation::default()
+        .with_resource_type(kind)
+        .with_resource_name(sb(name))
+        .with_resource_pattern_type(pattern)
+        .with_principal(sb(principal))
+        .with_host(sb("*"))
+        .with_operation(op)
+        .with_permission_type(perm)
+}
+
+fn create_acls(c: &mut Client, creations: Vec<AclCreation>) -> Vec<i16> {
+    let r = c.call(3, &CreateAclsRequest::default().with_creations(creations));
+    r.results.iter().map(|r| r.error_code).collect()
+}
+
+fn create_topic(c: &mut Client, name: &str) {
+    let r = c.call(
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default().with_name(topic_name(name)).with_num_partitions(1).with_replication_factor(1)])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(r.topics[0].error_code, 0, "create {name}");
+}
+
+fn produce(c: &mut Client, topic: &str, tag: &str) -> (i16, i64, Vec<kafka_protocol::records::Record>) {
+    let records = sample_records(tag, 3);
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(topic_name(topic))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(encode_batch(&records)))])]);
+    let r = c.call(9, &req);
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset, records)
+}
+
+fn fetch(c: &mut Client, topic: &str) -> (i16, Option<bytes::Bytes>) {
+    let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
+        .with_topic(topic_name(topic))
+        .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20)])]);
+    let r = c.call(12, &req);
+    let p = &r.responses[0].partitions[0];
+    (p.error_code, p.records.clone())
+}
+
+fn listed_topics(c: &mut Client) -> Vec<String> {
+    let r = c.call(12, &MetadataRequest::default().with_topics(None));
+    let mut names: Vec<String> = r.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.to_string())).collect();
+    names.sort();
+    names
+}
+
+/// DescribeAcls matching everything (the generated defaults are "" filters, not null).
+fn describe_any() -> DescribeAclsRequest {
+    DescribeAclsRequest::default()
+        .with_resource_type_filter(ANY)
+        .with_resource_name_filter(None)
+        .with_pattern_type_filter(ANY)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_operation(ANY)
+        .with_permission_type(ANY)
+}
+
+fn describe_all(c: &mut Client) -> Vec<(i8, String, i8, String, i8, i8)> {
+    let r = c.call(3, &describe_any());
+    assert_eq!(r.error_code, 0);
+    let mut out = Vec::new();
+    for res in &r.resources {
+        for a in &res.acls {
+            out.push((res.resource_type, res.resource_name.to_string(), res.pattern_type, a.principal.to_string(), a.operation, a.permission_type));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn acls_decide_what_alice_may_do_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    create_topic(&mut admin, "t1");
+    create_topic(&mut admin, "t2");
+    create_topic(&mut admin, "secret-1");
+
+    let mut alice = login(&broker, "alice");
+    // Without ACLs alice may do nothing.
+    assert_eq!(produce(&mut alice, "t1", "before").0, TOPIC_AUTHORIZATION_FAILED);
+    assert!(listed_topics(&mut alice).is_empty());
+    // Nor may she administer ACLs.
+    let own = creation(TOPIC, "t1", LITERAL, "User:alice", WRITE, ALLOW);
+    assert_eq!(create_acls(&mut alice, vec![own.clone()]), vec![CLUSTER_AUTHORIZATION_FAILED]);
+    let r = alice.call(3, &describe_any());
+    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+
+    assert_eq!(
+        create_acls(
+            &mut admin,
+            vec![
+                own,
+                creation(TOPIC, "t1", LITERAL, "User:alice", READ, ALLOW),
+                creation(GROUP, "g1", LITERAL, "User:alice", READ, ALLOW),
+                creation(TOPIC, "secret-", PREFIXED, "User:alice", WRITE, ALLOW),
+                creation(TOPIC, "secret-1", LITERAL, "User:*", WRITE, DENY),
+                creation(CLUSTER, "not-the-cluster", LITERAL, "User:alice", CREATE, ALLOW),
+            ]
+        ),
+        vec![0, 0, 0, 0, 0, 42],
+        "the last one names no cluster: INVALID_REQUEST"
+    );
+
+    // alice writes t1 and reads back exactly what she wrote.
+    let (code, base, records) = produce(&mut alice, "t1", "alice");
+    assert_eq!((code, base), (0, 0));
+    let (code, fetched) = fetch(&mut alice, "t1");
+    assert_eq!(code, 0);
+    assert_records_eq(&decode_records(&fetched), &records, 0, "alice reads t1");
+    // t2 has no ACL for her; secret-1 is denied although the prefix allows it.
+    assert_eq!(produce(&mut alice, "t2", "no").0, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(fetch(&mut alice, "t2").0, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(produce(&mut alice, "secret-1", "no").0, TOPIC_AUTHORIZATION_FAILED, "deny wins over allow");
+    // Metadata lists only what she may describe (WRITE and READ imply DESCRIBE; the
+    // deny is for WRITE only, so the prefix ACL still lets her see secret-1)...
+    assert_eq!(listed_topics(&mut alice), vec!["secret-1".to_string(), "t1".into()]);
+    assert_eq!(listed_topics(&mut admin), vec!["secret-1".to_string(), "t1".into(), "t2".into()]);
+    // ...and a named topic she may not see is refused, not created.
+    let r = alice.call(12, &MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name("t2"))),
+        MetadataRequestTopic::default().with_name(Some(topic_name("new-one"))),
+    ])));
+    assert_eq!(r.topics.iter().map(|t| t.error_code).collect::<Vec<_>>(), vec![TOPIC_AUTHORIZATION_FAILED; 2]);
+    assert_eq!(listed_topics(&mut admin).len(), 3, "new-one was not created");
+
+    let expected = vec![
+        (TOPIC, "secret-".to_string(), PREFIXED, "User:alice".to_string(), WRITE, ALLOW),
+        (TOPIC, "secret-1".into(), LITERAL, "User:*".into(), WRITE, DENY),
+        (TOPIC, "t1".into(), LITERAL, "User:alice".into(), READ, ALLOW),
+        (TOPIC, "t1".into(), LITERAL, "User:alice".into(), WRITE, ALLOW),
+        (GROUP, "g1".into(), LITERAL, "User:alice".into(), READ, ALLOW),
+    ];
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(describe_all(&mut admin), expected_sorted);
+
+    // Restart: the ACLs are still there and still decide.
+    drop(alice);
+    drop(admin);
+    drop(broker);
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    assert_eq!(describe_all(&mut admin), expected_sorted, "ACLs after a restart");
+    let mut alice = login(&broker, "alice");
+    let (code, base, _) = produce(&mut alice, "t1", "again");
+    assert_eq!((code, base), (0, 3));
+    assert_eq!(produce(&mut alice, "secret-1", "no").0, TOPIC_AUTHORIZATION_FAILED);
+
+    // DeleteAcls: alice may not; admin deletes the deny and alice's prefix ACL then lets her write.
+    let deny_filter = DeleteAclsFilter::default()
+        .with_resource_type_filter(TOPIC)
+        .with_resource_name_filter(Some(sb("secret-1")))
+        .with_pattern_type_filter(LITERAL)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_operation(ANY)
+        .with_permission_type(DENY);
+    let r = alice.call(3, &DeleteAclsRequest::default().with_filters(vec![deny_filter.clone()]));
+    assert_eq!(r.filter_results[0].error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let r = admin.call(3, &DeleteAclsRequest::default().with_filters(vec![deny_filter]));
+    assert_eq!(r.filter_results[0].error_code, 0);
+    let gone: Vec<(String, String, i8)> = r.filter_results[0]
+        .matching_acls
+        .iter()
+        .map(|m| (m.resource_name.to_string(), m.principal.to_string(), m.permission_type))
+        .collect();
+    assert_eq!(gone, vec![("secret-1".to_string(), "User:*".to_string(), DENY)]);
+    let (code, base, _) = produce(&mut alice, "secret-1", "now");
+    assert_eq!((code, base), (0, 0), "without the deny the prefix ACL allows");
+    let mut left = expected_sorted.clone();
+    left.retain(|a| a.1 != "secret-1");
+    assert_eq!(describe_all(&mut admin), left);
+    drop(alice);
+    drop(admin);
+    drop(broker);
+    assert_no_panic(dir.path());
+}
