@@ -189,6 +189,9 @@ pub enum GroupError {
     /// Persisting group state failed.
     #[error("storage: {0}")]
     Storage(std::sync::Arc<StorageError>),
+    /// The authorizer refused the request (handlers only; the coordinator never raises it).
+    #[error(transparent)]
+    NotAuthorized(crate::security::acl::AuthorizationError),
 }
 
 impl From<StorageError> for GroupError {

@@ -276,3 +276,127 @@ fn acls_decide_what_alice_may_do_and_survive_a_restart() {
     drop(broker);
     assert_no_panic(dir.path());
 }
+
+#[test]
+fn group_topic_admin_and_config_apis_are_authorized() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        DeleteTopicsRequest, DescribeConfigsRequest, FindCoordinatorRequest, GroupId, JoinGroupRequest, ListGroupsRequest,
+        OffsetCommitRequest, OffsetFetchRequest,
+    };
+    const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    create_topic(&mut admin, "t1");
+    create_topic(&mut admin, "t2");
+    assert_eq!(
+        create_acls(
+            &mut admin,
+            vec![
+                creation(TOPIC, "t1", LITERAL, "User:alice", READ, ALLOW),
+                creation(GROUP, "g1", LITERAL, "User:alice", READ, ALLOW),
+            ]
+        ),
+        vec![0, 0]
+    );
+    let mut alice = login(&broker, "alice");
+
+    // FindCoordinator and JoinGroup: g1 yes, g2 no.
+    let find = |c: &mut Client, g: &str| c.call(3, &FindCoordinatorRequest::default().with_key(sb(g))).error_code;
+    assert_eq!(find(&mut alice, "g1"), 0);
+    assert_eq!(find(&mut alice, "g2"), GROUP_AUTHORIZATION_FAILED);
+    let join = |c: &mut Client, g: &str| {
+        let r = c.call(
+            5,
+            &JoinGroupRequest::default()
+                .with_group_id(GroupId(sb(g)))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(sb("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(sb("range"))]),
+        );
+        r.error_code
+    };
+    assert_eq!(join(&mut alice, "g2"), GROUP_AUTHORIZATION_FAILED);
+
+    // OffsetCommit (simple, outside group management): t1 is committed, t2 refused per partition.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(sb("g1")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(
+            ["t1", "t2"]
+                .iter()
+                .map(|t| {
+                    OffsetCommitRequestTopic::default().with_name(topic_name(t)).with_partitions(vec![
+                        OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(7),
+                    ])
+                })
+                .collect(),
+        );
+    let r = alice.call(8, &commit);
+    let mut codes: Vec<(String, i16)> =
+        r.topics.iter().map(|t| (t.name.to_string(), t.partitions[0].error_code)).collect();
+    codes.sort();
+    assert_eq!(codes, vec![("t1".to_string(), 0), ("t2".to_string(), TOPIC_AUTHORIZATION_FAILED)]);
+    let r = alice.call(8, &commit.clone().with_group_id(GroupId(sb("g2"))));
+    assert!(r.topics.iter().all(|t| t.partitions[0].error_code == GROUP_AUTHORIZATION_FAILED));
+    // OffsetFetch reads back what was committed; g2 is refused.
+    let fetch = |c: &mut Client, g: &str| {
+        c.call(
+            7,
+            &OffsetFetchRequest::default().with_group_id(GroupId(sb(g))).with_topics(Some(vec![
+                OffsetFetchRequestTopic::default().with_name(topic_name("t1")).with_partition_indexes(vec![0]),
+            ])),
+        )
+    };
+    let r = fetch(&mut alice, "g1");
+    assert_eq!((r.error_code, r.topics[0].partitions[0].committed_offset), (0, 7));
+    assert_eq!(fetch(&mut alice, "g2").error_code, GROUP_AUTHORIZATION_FAILED);
+    // ListGroups shows alice only g1 (admin sees it too).
+    let list = |c: &mut Client| {
+        let mut ids: Vec<String> = c.call(4, &ListGroupsRequest::default()).groups.iter().map(|g| g.group_id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(list(&mut alice), vec!["g1".to_string()]);
+    assert_eq!(list(&mut admin), vec!["g1".to_string()]);
+
+    // CreateTopics and DeleteTopics need CREATE / DELETE; DescribeConfigs DESCRIBE_CONFIGS.
+    let r = alice.call(
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default().with_name(topic_name("t3")).with_num_partitions(1).with_replication_factor(1)])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(r.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    let r = alice.call(4, &DeleteTopicsRequest::default().with_topic_names(vec![topic_name("t2")]).with_timeout_ms(5000));
+    assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    let r = alice.call(
+        4,
+        &DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(sb("t1"))
+            .with_configuration_keys(None)]),
+    );
+    assert_eq!(r.results[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(listed_topics(&mut admin), vec!["t1".to_string(), "t2".into()], "t2 still there, t3 not created");
+
+    // CLUSTER CREATE lets alice create any topic.
+    assert_eq!(create_acls(&mut admin, vec![creation(CLUSTER, "kafka-cluster", LITERAL, "User:alice", CREATE, ALLOW)]), vec![0]);
+    let r = alice.call(
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default().with_name(topic_name("t3")).with_num_partitions(1).with_replication_factor(1)])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(r.topics[0].error_code, 0);
+    drop(alice);
+    drop(admin);
+    drop(broker);
+    assert_no_panic(dir.path());
+}

@@ -18,9 +18,11 @@ use crate::error::StorageError;
 pub const VERSIONS: Versions = Versions::new(0, 2);
 
 /// Replaces each resource's overrides; resources named twice in one request are refused.
-pub async fn handle(broker: Arc<Broker>, request: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
     let validate_only = request.validate_only;
     let outcomes = alter_each(request.resources, |r| (r.resource_type, r.resource_name.clone()), |r| {
+        let op = crate::security::acl::Operation::AlterConfigs;
+        super::auth::check_config_resource(&broker, &session, op, r.resource_type, r.resource_name.as_str())?;
         replace(&broker, r, validate_only)
     });
     let responses = outcomes

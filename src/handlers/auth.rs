@@ -68,3 +68,20 @@ pub fn topic(broker: &Broker, session: &Session, operation: Operation, topic: To
         }
     }
 }
+
+/// Checks `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config resource:
+/// a topic (type 2) on the topic, the broker (4) and its loggers (8) on the cluster.
+/// Other types are left to the handler to refuse.
+pub fn check_config_resource(
+    broker: &Broker,
+    session: &Session,
+    operation: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), AuthorizationError> {
+    match resource_type {
+        2 => check(broker, session, operation, ResourceType::Topic, name),
+        4 | 8 => check_cluster(broker, session, operation),
+        _ => Ok(()),
+    }
+}

@@ -23,9 +23,17 @@ pub const VERSIONS: Versions = Versions::new(2, 7);
 /// Creates each requested topic (or only validates, when asked). Creating column
 /// families can take long: it runs on a blocking thread, so the connection's other
 /// clients are served meanwhile.
-pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let names: Vec<_> = request.topics.iter().map(|t| t.name.clone()).collect();
-    match tokio::task::spawn_blocking(move || create_all(&broker, request, version)).await {
+    // Creating a topic needs CREATE on the cluster or on the topic (Kafka).
+    use crate::security::acl::{Operation, ResourceType};
+    let cluster_create = super::auth::check_cluster(&broker, &session, Operation::Create).is_ok();
+    let denied: std::collections::HashSet<String> = names
+        .iter()
+        .map(|n| n.0.to_string())
+        .filter(|n| !cluster_create && !super::auth::allowed(&broker, &session, Operation::Create, ResourceType::Topic, n))
+        .collect();
+    match tokio::task::spawn_blocking(move || create_all(&broker, request, version, &denied)).await {
         Ok(response) => response,
         Err(e) => {
             tracing::error!(error = %e, "CreateTopics failed");
@@ -37,7 +45,12 @@ pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest, version: 
     }
 }
 
-fn create_all(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+fn create_all(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    version: i16,
+    denied: &std::collections::HashSet<String>,
+) -> CreateTopicsResponse {
     // Partitions this request has created (or validated) so far, against max_partitions_per_request.
     let mut budget = PartitionBudget::new(broker.config().max_partitions_per_request, "CreateTopics");
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -54,6 +67,10 @@ fn create_all(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
                 return base
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(StrBytes::from_static_str("topic appears more than once in the request")));
+            }
+            if denied.contains(name.0.as_str()) {
+                let e = crate::security::acl::AuthorizationError::Topic;
+                return base.with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(e.to_string())));
             }
             match create(broker, t, request.validate_only, &mut budget) {
                 Ok((partitions, configs, topic)) => {

@@ -13,12 +13,16 @@ use crate::broker::Broker;
 pub const VERSIONS: Versions = Versions::new(0, 2);
 
 /// Deletes each group.
-pub async fn handle(broker: Arc<Broker>, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
     let results = request
         .groups_names
         .into_iter()
         .map(|id| {
-            let code = broker.groups().delete_group(&id).err().map(|e| e.code()).unwrap_or(0);
+            use crate::security::acl::{Operation, ResourceType};
+            let code = match super::auth::check(&broker, &session, Operation::Delete, ResourceType::Group, id.as_str()) {
+                Err(e) => e.code(),
+                Ok(()) => broker.groups().delete_group(&id).err().map(|e| e.code()).unwrap_or(0),
+            };
             DeletableGroupResult::default().with_group_id(id).with_error_code(code)
         })
         .collect();

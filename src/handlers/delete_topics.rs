@@ -26,7 +26,7 @@ fn for_version(mut result: DeletableTopicResult, version: i16) -> DeletableTopic
 pub const VERSIONS: Versions = Versions::new(1, 6);
 
 /// Deletes each named topic.
-pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         request.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
     } else {
@@ -40,7 +40,8 @@ pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest, version: 
                 Some(n) => TopicRef::Name(n.0.as_str()),
                 None => TopicRef::Id(id),
             };
-            let result = match broker.delete_topic(target) {
+            let allowed = super::auth::topic(&broker, &session, crate::security::acl::Operation::Delete, target);
+            let result = match allowed.and_then(|_| broker.delete_topic(target)) {
                 Ok(topic) => {
                     DeletableTopicResult::default().with_name(Some(topic_name(&topic.name))).with_topic_id(topic.id)
                 }

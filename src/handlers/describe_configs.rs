@@ -37,7 +37,7 @@ struct Entry {
 pub const VERSIONS: Versions = Versions::new(1, 4);
 
 /// Describes each requested resource.
-pub async fn handle(broker: Arc<Broker>, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()
@@ -45,6 +45,10 @@ pub async fn handle(broker: Arc<Broker>, request: DescribeConfigsRequest, versio
             let base = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
+            let op = crate::security::acl::Operation::DescribeConfigs;
+            if let Err(e) = super::auth::check_config_resource(&broker, &session, op, r.resource_type, r.resource_name.as_str()) {
+                return base.with_error_code(super::error::KafkaError::code(&e)).with_error_message(Some(StrBytes::from_string(e.to_string())));
+            }
             let entries = match r.resource_type {
                 RESOURCE_TOPIC => match broker.topic(TopicRef::Name(r.resource_name.as_str())).ok() {
                     Some(topic) => topic_entries(&broker, &topic),

@@ -19,11 +19,15 @@ pub const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 pub const VERSIONS: Versions = Versions::new(0, 6);
 
 /// Describes each group.
-pub async fn handle(broker: Arc<Broker>, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let groups = request
         .groups
         .into_iter()
         .map(|id| {
+            use crate::security::acl::{Operation, ResourceType};
+            if let Err(e) = super::auth::check(&broker, &session, Operation::Describe, ResourceType::Group, id.as_str()) {
+                return DescribedGroup::default().with_group_id(id).with_error_code(e.code());
+            }
             let described = match broker.groups().describe_group(&id) {
                 Ok(d) => {
                     let members = d

@@ -113,6 +113,7 @@ impl KafkaError for GroupError {
             // Clients retry a commit or join on COORDINATOR_NOT_AVAILABLE; a storage error
             // code would be fatal to most of them.
             GroupError::Storage(_) => ResponseError::CoordinatorNotAvailable,
+            GroupError::NotAuthorized(e) => e.kafka_error(),
         }
     }
 }

@@ -19,14 +19,22 @@ pub const VERSIONS: Versions = Versions::new(0, 6);
 /// Finds the coordinator for one key (v0–3) or many (v4+).
 pub async fn handle(
     broker: Arc<Broker>,
-    endpoint: Arc<Endpoint>,
+    session: super::Session,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
+    let endpoint: Arc<Endpoint> = session.endpoint.clone();
+    use crate::security::acl::{Operation, ResourceType};
+    // Finding a group's coordinator needs GROUP DESCRIBE (Kafka).
+    let refused = |key: &str| {
+        (request.key_type == KEY_TYPE_GROUP
+            && !super::auth::allowed(&broker, &session, Operation::Describe, ResourceType::Group, key))
+        .then(|| super::error::KafkaError::code(&crate::security::acl::AuthorizationError::Group))
+    };
     let (node, host, port) = (BrokerId(broker.node_id()), StrBytes::from_string(endpoint.host.clone()), endpoint.port);
     let error = (request.key_type != KEY_TYPE_GROUP).then_some(ResponseError::CoordinatorNotAvailable.code());
     if version < 4 {
-        return match error {
+        return match error.or_else(|| refused(request.key.as_str())) {
             Some(code) => FindCoordinatorResponse::default()
                 .with_error_code(code)
                 .with_node_id(BrokerId(-1))
@@ -38,7 +46,7 @@ pub async fn handle(
     let coordinators = request
         .coordinator_keys
         .into_iter()
-        .map(|key| match error {
+        .map(|key| match error.or_else(|| refused(key.as_str())) {
             Some(code) => Coordinator::default().with_key(key).with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code),
             None => Coordinator::default().with_key(key).with_node_id(node).with_host(host.clone()).with_port(port),
         })

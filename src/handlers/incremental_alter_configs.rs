@@ -25,11 +25,14 @@ pub const VERSIONS: Versions = Versions::new(0, 1);
 /// Applies each resource's operations; resources named twice in one request are refused.
 pub async fn handle(
     broker: Arc<Broker>,
+    session: super::Session,
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
     let validate_only = request.validate_only;
     let outcomes = alter_each(request.resources, |r| (r.resource_type, r.resource_name.clone()), |r| {
+        let op = crate::security::acl::Operation::AlterConfigs;
+        super::auth::check_config_resource(&broker, &session, op, r.resource_type, r.resource_name.as_str())?;
         alter(&broker, r, validate_only)
     });
     let responses = outcomes

@@ -20,6 +20,28 @@ pub const VERSIONS: Versions = Versions::new(0, 9);
 /// Joins the group; resolves when the member's join completes.
 pub fn handle(
     broker: Arc<Broker>,
+    session: super::Session,
+    request: JoinGroupRequest,
+    version: i16,
+    client: ClientInfo,
+) -> impl Future<Output = JoinGroupResponse> {
+    use crate::security::acl::{Operation, ResourceType};
+    let member_id = request.member_id.to_string();
+    // Joining needs GROUP READ (Kafka); a refused join never reaches the group.
+    let join = match super::auth::check(&broker, &session, Operation::Read, ResourceType::Group, request.group_id.as_str()) {
+        Ok(()) => Ok(join(broker, request, version, client)),
+        Err(e) => Err(e),
+    };
+    async move {
+        match join {
+            Ok(joined) => joined.await,
+            Err(e) => response(JoinOutcome::failed(&GroupError::NotAuthorized(e), &member_id), version),
+        }
+    }
+}
+
+fn join(
+    broker: Arc<Broker>,
     request: JoinGroupRequest,
     version: i16,
     client: ClientInfo,

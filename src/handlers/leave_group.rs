@@ -15,7 +15,11 @@ use crate::broker::Broker;
 pub const VERSIONS: Versions = Versions::new(0, 5);
 
 /// Removes the members from the group.
-pub async fn handle(broker: Arc<Broker>, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    use crate::security::acl::{Operation, ResourceType};
+    if let Err(e) = super::auth::check(&broker, &session, Operation::Read, ResourceType::Group, request.group_id.as_str()) {
+        return LeaveGroupResponse::default().with_error_code(e.code());
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string()))).collect()
     } else {

@@ -169,6 +169,9 @@ macro_rules! call {
     ($module:ident, $broker:expr, $session:expr, $request:expr, $body:expr, $version:expr, session) => {
         $module::handle($broker.clone(), $session.clone(), $body, $version)
     };
+    ($module:ident, $broker:expr, $session:expr, $request:expr, $body:expr, $version:expr, session_client) => {
+        $module::handle($broker.clone(), $session.clone(), $body, $version, client_info($request, $session))
+    };
 }
 
 apis! {
@@ -176,29 +179,29 @@ apis! {
     Fetch => fetch with session,
     ListOffsets => list_offsets with session,
     Metadata => metadata with session,
-    FindCoordinator => find_coordinator with endpoint,
+    FindCoordinator => find_coordinator with session,
     ApiVersions => api_versions,
-    CreateTopics => create_topics,
-    DeleteTopics => delete_topics,
+    CreateTopics => create_topics with session,
+    DeleteTopics => delete_topics with session,
     InitProducerId => init_producer_id with session,
-    DescribeConfigs => describe_configs,
+    DescribeConfigs => describe_configs with session,
     CreatePartitions => create_partitions,
     DescribeCluster => describe_cluster with endpoint,
-    OffsetCommit => offset_commit,
-    OffsetFetch => offset_fetch,
-    JoinGroup => join_group with client,
-    Heartbeat => heartbeat,
-    LeaveGroup => leave_group,
-    SyncGroup => sync_group,
-    DescribeGroups => describe_groups,
-    ListGroups => list_groups,
-    DeleteGroups => delete_groups,
-    OffsetDelete => offset_delete,
+    OffsetCommit => offset_commit with session,
+    OffsetFetch => offset_fetch with session,
+    JoinGroup => join_group with session_client,
+    Heartbeat => heartbeat with session,
+    LeaveGroup => leave_group with session,
+    SyncGroup => sync_group with session,
+    DescribeGroups => describe_groups with session,
+    ListGroups => list_groups with session,
+    DeleteGroups => delete_groups with session,
+    OffsetDelete => offset_delete with session,
     ConsumerGroupHeartbeat => consumer_group_heartbeat with client,
     ConsumerGroupDescribe => consumer_group_describe,
-    IncrementalAlterConfigs => incremental_alter_configs,
+    IncrementalAlterConfigs => incremental_alter_configs with session,
     DeleteRecords => delete_records,
-    AlterConfigs => alter_configs,
+    AlterConfigs => alter_configs with session,
     OffsetForLeaderEpoch => offset_for_leader_epoch,
     SaslHandshake => sasl_handshake with session,
     SaslAuthenticate => sasl_authenticate with session,

@@ -4,18 +4,50 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::error::KafkaError;
-use super::Versions;
+use super::{auth, Session, Versions};
+use crate::security::acl::{Operation, ResourceType};
+
 use crate::broker::Broker;
 use crate::coordinator::{CommitParams, PartitionCommit};
 
 /// The OffsetCommit versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(2, 9);
 
-/// Commits the offsets; answers once they are durable.
-pub async fn handle(broker: Arc<Broker>, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+/// Commits the offsets the client may commit (GROUP READ, and TOPIC READ on each
+/// topic, as Kafka); answers once they are durable.
+pub async fn handle(broker: Arc<Broker>, session: Session, mut request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+    if let Err(e) = auth::check(&broker, &session, Operation::Read, ResourceType::Group, request.group_id.as_str()) {
+        return OffsetCommitResponse::default().with_topics(every_partition(&request.topics, e.code()));
+    }
+    let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut request.topics)
+        .into_iter()
+        .partition(|t| auth::allowed(&broker, &session, Operation::Read, ResourceType::Topic, t.name.0.as_str()));
+    request.topics = allowed;
+    let mut response = commit(broker, request, version).await;
+    response.topics.extend(every_partition(&denied, crate::security::acl::AuthorizationError::Topic.code()));
+    response
+}
+
+/// The answer giving every partition of `topics` the error `code`.
+fn every_partition(topics: &[OffsetCommitRequestTopic], code: i16) -> Vec<OffsetCommitResponseTopic> {
+    topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code))
+                .collect();
+            OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions)
+        })
+        .collect()
+}
+
+async fn commit(broker: Arc<Broker>, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let names: Vec<_> = request.topics.iter().map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.partition_index).collect::<Vec<_>>())).collect();
     let params = CommitParams {
         group_id: request.group_id.to_string(),

@@ -13,7 +13,11 @@ use crate::broker::Broker;
 pub const VERSIONS: Versions = Versions::new(0, 0);
 
 /// Deletes the offsets.
-pub async fn handle(broker: Arc<Broker>, request: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
+    use crate::security::acl::{Operation, ResourceType};
+    if let Err(e) = super::auth::check(&broker, &session, Operation::Delete, ResourceType::Group, request.group_id.as_str()) {
+        return OffsetDeleteResponse::default().with_error_code(e.code());
+    }
     let wanted: Vec<(String, Vec<i32>)> = request
         .topics
         .iter()

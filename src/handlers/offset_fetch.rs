@@ -23,12 +23,18 @@ type Wanted = Option<Vec<(String, Vec<i32>)>>;
 pub const VERSIONS: Versions = Versions::new(1, 9);
 
 /// Answers an offset fetch.
-pub async fn handle(broker: Arc<Broker>, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    use crate::security::acl::{Operation, ResourceType};
+    // Kafka: GROUP DESCRIBE (implied by READ).
+    let check = |group: &str| super::auth::check(&broker, &session, Operation::Describe, ResourceType::Group, group);
     if version < 8 {
         let wanted: Wanted = request
             .topics
             .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-        let result = broker.groups().fetch_offsets(&request.group_id, wanted.as_deref(), None);
+        let result = match check(request.group_id.as_str()) {
+            Err(e) => Err(GroupError::NotAuthorized(e)),
+            Ok(()) => broker.groups().fetch_offsets(&request.group_id, wanted.as_deref(), None),
+        };
         return single_group(result, wanted, version);
     }
     let groups = request
@@ -42,7 +48,10 @@ pub async fn handle(broker: Arc<Broker>, request: OffsetFetchRequest, version: i
                 Some(id) if version >= 9 && !(id.is_empty() && g.member_epoch < 0) => Some((id.as_str(), g.member_epoch)),
                 _ => None,
             };
-            let result = broker.groups().fetch_offsets(&g.group_id, wanted.as_deref(), member);
+            let result = match check(g.group_id.as_str()) {
+                Err(e) => Err(GroupError::NotAuthorized(e)),
+                Ok(()) => broker.groups().fetch_offsets(&g.group_id, wanted.as_deref(), member),
+            };
             let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id);
             match result {
                 Ok(fetched) => group.with_topics(topics_v8(fetched)),

@@ -16,7 +16,27 @@ use crate::error::GroupError;
 pub const VERSIONS: Versions = Versions::new(0, 5);
 
 /// Syncs the member; resolves when the leader's assignment is in.
-pub fn handle(broker: Arc<Broker>, request: SyncGroupRequest, version: i16) -> impl Future<Output = SyncGroupResponse> {
+pub fn handle(
+    broker: Arc<Broker>,
+    session: super::Session,
+    request: SyncGroupRequest,
+    version: i16,
+) -> impl Future<Output = SyncGroupResponse> {
+    use crate::security::acl::{Operation, ResourceType};
+    // Syncing needs GROUP READ (Kafka); a refused sync never reaches the group.
+    let sync = match super::auth::check(&broker, &session, Operation::Read, ResourceType::Group, request.group_id.as_str()) {
+        Ok(()) => Ok(sync(broker, request, version)),
+        Err(e) => Err(e),
+    };
+    async move {
+        match sync {
+            Ok(synced) => synced.await,
+            Err(e) => SyncGroupResponse::default().with_error_code(code_of(Some(&GroupError::NotAuthorized(e)))),
+        }
+    }
+}
+
+fn sync(broker: Arc<Broker>, request: SyncGroupRequest, version: i16) -> impl Future<Output = SyncGroupResponse> {
     let params = SyncParams {
         generation: request.generation_id,
         member_id: request.member_id.to_string(),
