@@ -400,3 +400,59 @@ fn group_topic_admin_and_config_apis_are_authorized() {
     drop(broker);
     assert_no_panic(dir.path());
 }
+
+#[test]
+fn partitions_and_records_need_alter_and_delete() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    use kafka_protocol::messages::{CreatePartitionsRequest, DeleteRecordsRequest};
+    const ALTER: i8 = 7;
+    const DELETE: i8 = 6;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    create_topic(&mut admin, "t1");
+    let (code, _, _) = produce(&mut admin, "t1", "x");
+    assert_eq!(code, 0);
+    let mut alice = login(&broker, "alice");
+    let grow = |c: &mut Client| {
+        c.call(
+            3,
+            &CreatePartitionsRequest::default()
+                .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name("t1")).with_count(2)])
+                .with_timeout_ms(5000),
+        )
+        .results[0]
+            .error_code
+    };
+    let trim = |c: &mut Client| {
+        let r = c.call(
+            2,
+            &DeleteRecordsRequest::default()
+                .with_topics(vec![DeleteRecordsTopic::default()
+                    .with_name(topic_name("t1"))
+                    .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(1)])])
+                .with_timeout_ms(5000),
+        );
+        (r.topics[0].partitions[0].error_code, r.topics[0].partitions[0].low_watermark)
+    };
+    assert_eq!(grow(&mut alice), TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(trim(&mut alice), (TOPIC_AUTHORIZATION_FAILED, -1));
+    assert_eq!(
+        create_acls(
+            &mut admin,
+            vec![
+                creation(TOPIC, "t", PREFIXED, "User:alice", ALTER, ALLOW),
+                creation(TOPIC, "t1", LITERAL, "User:alice", DELETE, ALLOW),
+            ]
+        ),
+        vec![0, 0]
+    );
+    assert_eq!(grow(&mut alice), 0);
+    assert_eq!(trim(&mut alice), (0, 1));
+    drop(alice);
+    drop(admin);
+    drop(broker);
+    assert_no_panic(dir.path());
+}

@@ -16,9 +16,16 @@ pub const VERSIONS: Versions = Versions::new(0, 3);
 
 /// Grows each topic to its requested count, on a blocking thread (new partitions may
 /// need new column families, which can take long).
-pub async fn handle(broker: Arc<Broker>, request: CreatePartitionsRequest, _version: i16) -> CreatePartitionsResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: CreatePartitionsRequest, _version: i16) -> CreatePartitionsResponse {
     let names: Vec<_> = request.topics.iter().map(|t| t.name.clone()).collect();
-    match tokio::task::spawn_blocking(move || grow_all(&broker, request)).await {
+    // Adding partitions needs TOPIC ALTER (Kafka).
+    use crate::security::acl::{Operation, ResourceType};
+    let denied: std::collections::HashSet<String> = names
+        .iter()
+        .map(|n| n.0.to_string())
+        .filter(|n| !super::auth::allowed(&broker, &session, Operation::Alter, ResourceType::Topic, n))
+        .collect();
+    match tokio::task::spawn_blocking(move || grow_all(&broker, request, &denied)).await {
         Ok(response) => response,
         Err(e) => {
             tracing::error!(error = %e, "CreatePartitions failed");
@@ -32,7 +39,7 @@ pub async fn handle(broker: Arc<Broker>, request: CreatePartitionsRequest, _vers
     }
 }
 
-fn grow_all(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+fn grow_all(broker: &Broker, request: CreatePartitionsRequest, denied: &std::collections::HashSet<String>) -> CreatePartitionsResponse {
     let node = broker.node_id();
     let mut budget = PartitionBudget::new(broker.config().max_partitions_per_request, "CreatePartitions");
     let results = request
@@ -44,7 +51,9 @@ fn grow_all(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitio
                 .as_ref()
                 .map(|a| a.iter().any(|p| p.broker_ids.iter().any(|b| b.0 != node)))
                 .unwrap_or(false);
-            let outcome = if bad_assignment {
+            let outcome = if denied.contains(t.name.0.as_str()) {
+                Err(crate::security::acl::AuthorizationError::Topic.into())
+            } else if bad_assignment {
                 Err(StorageError::InvalidReplicaAssignment(format!("only broker {node} exists")).into())
             } else {
                 grow(broker, t.name.0.as_str(), t.count, request.validate_only, &mut budget)

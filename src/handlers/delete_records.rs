@@ -14,12 +14,14 @@ pub const VERSIONS: Versions = Versions::new(0, 2);
 
 /// Deletes the records before each partition's requested offset (-1: the high watermark)
 /// and answers the new low watermark (log start offset).
-pub async fn handle(broker: Arc<Broker>, request: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
-            let topic = broker.topic(TopicRef::Name(t.name.0.as_str()));
+            // Deleting records needs TOPIC DELETE (Kafka).
+            let delete = crate::security::acl::Operation::Delete;
+            let topic = super::auth::topic(&broker, &session, delete, TopicRef::Name(t.name.0.as_str()));
             let partitions = t
                 .partitions
                 .into_iter()
