@@ -456,3 +456,44 @@ fn partitions_and_records_need_alter_and_delete() {
     drop(broker);
     assert_no_panic(dir.path());
 }
+
+#[test]
+fn kip848_heartbeat_and_leader_epochs_are_authorized() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, GroupId, OffsetForLeaderEpochRequest};
+    const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    create_topic(&mut admin, "t1");
+    let mut alice = login(&broker, "alice");
+    let r = alice.call(
+        0,
+        &ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(sb("g9")))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(10_000)
+            .with_subscribed_topic_names(Some(vec![topic_name("t1")])),
+    );
+    assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+    let r = alice.call(0, &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(sb("g9"))]));
+    assert_eq!(r.groups[0].error_code, GROUP_AUTHORIZATION_FAILED);
+    let epochs = |c: &mut Client| {
+        let r = c.call(
+            4,
+            &OffsetForLeaderEpochRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(topic_name("t1"))
+                    .with_partitions(vec![OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(0)]),
+            ]),
+        );
+        r.topics[0].partitions[0].error_code
+    };
+    assert_eq!(epochs(&mut alice), TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(epochs(&mut admin), 0);
+    drop(alice);
+    drop(admin);
+    drop(broker);
+    assert_no_panic(dir.path());
+}

@@ -30,13 +30,18 @@ fn assignment(a: NamedAssignment) -> Assignment {
 /// The ConsumerGroupDescribe versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(0, 1);
 
-/// Describes each group.
-pub async fn handle(broker: Arc<Broker>, request: ConsumerGroupDescribeRequest, version: i16) -> ConsumerGroupDescribeResponse {
+use crate::security::acl::{Operation, ResourceType};
+
+/// Describes each KIP-848 group the client may describe (GROUP DESCRIBE).
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: ConsumerGroupDescribeRequest, version: i16) -> ConsumerGroupDescribeResponse {
     let ops = if request.include_authorized_operations { ALL_GROUP_OPERATIONS } else { i32::MIN };
     let groups = request
         .group_ids
         .into_iter()
-        .map(|id| match broker.groups().consumer_describe(broker.topic_lookup(), &id) {
+        .map(|id| match super::auth::check(&broker, &session, Operation::Describe, ResourceType::Group, id.as_str())
+            .map_err(crate::error::GroupError::NotAuthorized)
+            .and_then(|()| broker.groups().consumer_describe(broker.topic_lookup(), &id))
+        {
             Ok(d) => {
                 let members = d
                     .members

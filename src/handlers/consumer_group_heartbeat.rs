@@ -18,10 +18,18 @@ pub const VERSIONS: Versions = Versions::new(0, 0);
 /// Answers a consumer group heartbeat.
 pub async fn handle(
     broker: Arc<Broker>,
+    session: super::Session,
     request: ConsumerGroupHeartbeatRequest,
     _version: i16,
     client: ClientInfo,
 ) -> ConsumerGroupHeartbeatResponse {
+    use crate::security::acl::{Operation, ResourceType};
+    // A KIP-848 member needs GROUP READ (Kafka).
+    if let Err(e) = super::auth::check(&broker, &session, Operation::Read, ResourceType::Group, request.group_id.as_str()) {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(StrBytes::from_string(e.to_string())));
+    }
     let heartbeat = ConsumerHeartbeat {
         member_id: request.member_id.to_string(),
         member_epoch: request.member_epoch,

@@ -23,12 +23,14 @@ use crate::broker::{Broker, BrokerError, TopicRef};
 pub const VERSIONS: Versions = Versions::new(2, 4);
 
 /// Answers an offset-for-leader-epoch request.
-pub async fn handle(broker: Arc<Broker>, request: OffsetForLeaderEpochRequest, _version: i16) -> OffsetForLeaderEpochResponse {
+pub async fn handle(broker: Arc<Broker>, session: super::Session, request: OffsetForLeaderEpochRequest, _version: i16) -> OffsetForLeaderEpochResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
-            let topic = broker.topic(TopicRef::Name(t.topic.0.as_str()));
+            // Kafka: TOPIC DESCRIBE.
+            let describe = crate::security::acl::Operation::Describe;
+            let topic = super::auth::topic(&broker, &session, describe, TopicRef::Name(t.topic.0.as_str()));
             let partitions = t
                 .partitions
                 .into_iter()
