@@ -83,6 +83,9 @@ fn process_frame(frame: Bytes) -> Result<(), String> {
         OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
         SaslHandshake => SaslHandshakeRequest,
         SaslAuthenticate => SaslAuthenticateRequest,
+        CreateAcls => CreateAclsRequest,
+        DescribeAcls => DescribeAclsRequest,
+        DeleteAcls => DeleteAclsRequest,
     );
     if let Some(produce) = produce? {
         for topic in produce.topic_data {
@@ -528,6 +531,28 @@ fn seed_request(api: ApiKey, version: i16, codec: u8) -> Option<Vec<u8>> {
             api,
             version,
             &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL")),
+        ),
+        ApiKey::CreateAcls => frame(
+            api,
+            version,
+            &CreateAclsRequest::default().with_creations(vec![m::create_acls_request::AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("t"))
+                .with_resource_pattern_type(3)
+                .with_principal(StrBytes::from_static_str("User:alice"))
+                .with_host(StrBytes::from_static_str("*"))
+                .with_operation(3)
+                .with_permission_type(3)]),
+        ),
+        ApiKey::DescribeAcls => frame(api, version, &DescribeAclsRequest::default().with_resource_type_filter(1).with_pattern_type_filter(1).with_operation(1).with_permission_type(1)),
+        ApiKey::DeleteAcls => frame(
+            api,
+            version,
+            &DeleteAclsRequest::default().with_filters(vec![m::delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1)]),
         ),
         _ => None,
     }
