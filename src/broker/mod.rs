@@ -27,6 +27,7 @@ pub use fetch::{FetchRequestSpec, FetchTarget, FetchedPartition};
 pub use partition::{AppendTicket, Appended, Partition};
 pub use topics::{PartitionBudget, TopicRef};
 
+pub use crate::storage::batch::BatchError;
 pub use crate::storage::partition_log::{LogOffsets, ReadResult};
 pub use crate::storage::topic_config::{self, TopicPolicy};
 pub use crate::storage::Topic;

@@ -2,9 +2,8 @@
 
 use kafka_protocol::error::ResponseError;
 
-use crate::broker::BrokerError;
+use crate::broker::{BatchError, BrokerError};
 use crate::error::{GroupError, StorageError};
-use crate::storage::batch::BatchError;
 
 /// An error a client can be told about with a Kafka error code.
 pub trait KafkaError {

@@ -340,26 +340,4 @@ mod tests {
         assert_eq!(s.check(&header(2, 0, 0, 2)).unwrap(), SequenceCheck::Duplicate(6));
     }
 
-    /// Memory per producer of a partition's state (run once with `--ignored
-    /// --nocapture`): resident set growth for 200,000 producers with five batches each.
-    #[test]
-    #[ignore]
-    fn bytes_per_producer() {
-        fn rss() -> usize {
-            let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-            statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
-        }
-        const N: i64 = 200_000;
-        let headers: Vec<BatchHeader> = (0..5).map(|i| header(0, 0, i, 1)).collect();
-        let before = rss();
-        let mut s = ProducerStates::default();
-        for pid in 0..N {
-            for (i, h) in headers.iter().enumerate() {
-                let h = BatchHeader { producer_id: pid, ..*h };
-                s.record(&h, i as i64, 0);
-            }
-        }
-        let after = rss();
-        println!("{} bytes per producer ({} producers)", (after - before) as i64 / N, s.len());
-    }
 }
