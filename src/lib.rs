@@ -15,6 +15,7 @@
 
 pub mod alloc;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod coordinator;
