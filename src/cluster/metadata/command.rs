@@ -149,3 +149,59 @@ mod protocol_name {
         name.parse().map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries in existing logs name commands by bincode variant index: reordering the
+    /// enum would make every stored log mean something else.
+    #[test]
+    fn command_variant_indexes_are_stable() {
+        let id = Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
+        let registration = BrokerRegistration {
+            node_id: 3,
+            internal_addr: "h:1".into(),
+            listeners: vec![ClientListener {
+                name: "SSL".into(),
+                host: "h".into(),
+                port: 9093,
+                security_protocol: SecurityProtocol::Ssl,
+            }],
+            rack: None,
+        };
+        let commands = [
+            MetadataCommand::RegisterBroker(registration),
+            MetadataCommand::FenceBroker { node_id: 3 },
+            MetadataCommand::UnfenceBroker { node_id: 3 },
+            MetadataCommand::CreateTopic { name: "t".into(), topic_id: id, configs: BTreeMap::new(), assignments: vec![vec![3]] },
+            MetadataCommand::DeleteTopic { topic_id: id },
+            MetadataCommand::CreatePartitions { topic_id: id, assignments: vec![vec![3]] },
+            MetadataCommand::AlterTopicConfigs { topic_id: id, configs: BTreeMap::new() },
+            MetadataCommand::AllocateProducerIds { broker: 3 },
+        ];
+        for (index, cmd) in commands.iter().enumerate() {
+            let bytes = bincode::serialize(cmd).unwrap();
+            assert_eq!(bytes[..4], (index as u32).to_le_bytes(), "{cmd:?}");
+            assert_eq!(&bincode::deserialize::<MetadataCommand>(&bytes).unwrap(), cmd);
+        }
+        let fence = bincode::serialize(&MetadataCommand::FenceBroker { node_id: 3 }).unwrap();
+        assert_eq!(fence, [1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+        let listener = bincode::serialize(&commands[0]).unwrap();
+        assert!(listener.windows(3).any(|w| w == b"SSL"), "protocol stored by its Kafka name");
+    }
+
+    #[test]
+    fn unknown_security_protocol_name_is_an_error_not_a_panic() {
+        let mut bytes = bincode::serialize(&ClientListener {
+            name: "X".into(),
+            host: "h".into(),
+            port: 1,
+            security_protocol: SecurityProtocol::Plaintext,
+        })
+        .unwrap();
+        let at = bytes.windows(9).position(|w| w == b"PLAINTEXT").unwrap();
+        bytes[at..at + 9].copy_from_slice(b"PLAINTEXX");
+        assert!(bincode::deserialize::<ClientListener>(&bytes).is_err());
+    }
+}
