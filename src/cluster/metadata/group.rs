@@ -118,6 +118,19 @@ impl MetadataGroup {
         }
     }
 
+    /// Adds a broker that is not a controller voter as a learner of the group (on the
+    /// controller): it then receives every entry, or a snapshot when it is far behind,
+    /// and learns the whole cluster by applying them (`docs/cluster.md` §3).
+    pub async fn add_learner(&self, node_id: NodeId, internal_addr: &str) -> Result<(), ControllerError> {
+        match self.raft.add_learner(node_id, Node::new(internal_addr), false).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ControllerError::NotController { leader: f.leader_id })
+            }
+            Err(e) => Err(ControllerError::Unavailable(e.to_string())),
+        }
+    }
+
     /// The applied metadata, now and as it changes (what Metadata and DescribeCluster
     /// answers read).
     pub fn state(&self) -> watch::Receiver<Arc<ClusterMetadata>> {

@@ -366,3 +366,57 @@ async fn single_broker_forms_a_group_alone_and_restarts_from_snapshot_and_log() 
     }
     m.shutdown().await;
 }
+
+// ------------------------------------------------------------------------------------------
+// A learner far behind gets the snapshot
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_behind_a_purged_log_installs_the_snapshot_then_follows() {
+    let router = Arc::new(Router::default());
+    let mut config = (*raft_config().unwrap()).clone();
+    config.max_in_snapshot_log_to_keep = 0;
+    let config = Arc::new(config);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let m1 = MetadataGroup::start(1, open_store(d1.path()), Net { router: router.clone(), from: 1 }, config.clone())
+        .await
+        .unwrap();
+    router.nodes.lock().insert(1, m1.raft().clone());
+    assert!(m1.bootstrap("n1", &BTreeMap::new()).await.unwrap());
+    eventually("leadership", || m1.is_controller()).await;
+    for id in [1, 2] {
+        m1.propose(registration(id)).await.unwrap();
+    }
+    let topic_id = Uuid::new_v4();
+    let assignments = m1.current().assign(4, 2, None, Placement::default()).unwrap();
+    m1.propose(MetadataCommand::CreateTopic { name: "t".into(), topic_id, configs: BTreeMap::new(), assignments })
+        .await
+        .unwrap();
+    m1.raft().trigger().snapshot().await.unwrap();
+    let mut metrics = m1.raft().metrics();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while metrics.borrow_and_update().purged.is_none() {
+        tokio::time::timeout_at(deadline, metrics.changed()).await.expect("snapshot and purge").unwrap();
+    }
+
+    let m2 = MetadataGroup::start(2, open_store(d2.path()), Net { router: router.clone(), from: 2 }, config.clone())
+        .await
+        .unwrap();
+    router.nodes.lock().insert(2, m2.raft().clone());
+    assert!(!m2.bootstrap("n2", &BTreeMap::from([(1, "n1".to_string())])).await.unwrap(), "not a seed");
+    match m2.add_learner(2, "n2").await {
+        Err(ControllerError::NotController { leader }) => assert_eq!(leader, None, "no contact yet"),
+        other => panic!("expected NotController, got {other:?}"),
+    }
+    m1.add_learner(2, "n2").await.unwrap();
+    let expected = m1.current();
+    eventually("the learner to install the snapshot", || m2.current() == expected).await;
+    assert!(m2.raft().metrics().borrow().snapshot.is_some(), "caught up by snapshot, not entries");
+
+    // Later entries reach it as entries.
+    m1.propose(MetadataCommand::DeleteTopic { topic_id }).await.unwrap();
+    eventually("the learner to apply the deletion", || m2.current().topic(topic_id).is_none()).await;
+    assert_eq!(m2.leader(), Some(1));
+    m2.shutdown().await;
+    m1.shutdown().await;
+}
