@@ -26,7 +26,12 @@ use crate::security::SecurityProtocol;
 use crate::storage::{Store, StoreOptions};
 
 fn open_store(dir: &Path) -> Arc<Store> {
-    let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false, spare_column_families: 0 };
+    open_store_with(dir, false)
+}
+
+/// With `fsync`, appends are acknowledged after the WAL syncer's fsync.
+fn open_store_with(dir: &Path, fsync: bool) -> Arc<Store> {
+    let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync, spare_column_families: 0 };
     Store::open(dir, &opts).expect("open store")
 }
 
@@ -378,7 +383,8 @@ async fn learner_behind_a_purged_log_installs_the_snapshot_then_follows() {
     config.max_in_snapshot_log_to_keep = 0;
     let config = Arc::new(config);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let m1 = MetadataGroup::start(1, open_store(d1.path()), Net { router: router.clone(), from: 1 }, config.clone())
+    // fsync on: log appends are acknowledged by the WAL syncer.
+    let m1 = MetadataGroup::start(1, open_store_with(d1.path(), true), Net { router: router.clone(), from: 1 }, config.clone())
         .await
         .unwrap();
     router.nodes.lock().insert(1, m1.raft().clone());
@@ -399,7 +405,7 @@ async fn learner_behind_a_purged_log_installs_the_snapshot_then_follows() {
         tokio::time::timeout_at(deadline, metrics.changed()).await.expect("snapshot and purge").unwrap();
     }
 
-    let m2 = MetadataGroup::start(2, open_store(d2.path()), Net { router: router.clone(), from: 2 }, config.clone())
+    let m2 = MetadataGroup::start(2, open_store_with(d2.path(), true), Net { router: router.clone(), from: 2 }, config.clone())
         .await
         .unwrap();
     router.nodes.lock().insert(2, m2.raft().clone());
