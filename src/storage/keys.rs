@@ -330,3 +330,7 @@ pub fn acl(encoded: &[u8]) -> Vec<u8> {
     k.extend_from_slice(encoded);
     k
 }
+
+/// Key of this data directory's node id (4 big-endian bytes), written at first start;
+/// a later start with another `node_id` is refused (see `Broker::open`).
+pub const NODE_ID: &[u8] = b"node_id";
