@@ -569,6 +569,11 @@ fn cpu_secs() -> f64 {
 async fn quiescent_groups_over_tcp() {
     let n: u128 = std::env::var("FLUXO_BENCH_GROUPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let cluster = Cluster::start(3).await;
+    // With ticks off a vote lost to a missing connection is never retried by openraft.
+    wait_for("connections between all brokers", Duration::from_secs(10), || {
+        cluster.brokers.iter().all(|t| (1..=3).all(|p| p == t.node_id() || t.is_connected(p)))
+    })
+    .await;
     let config = Arc::new(
         openraft::Config {
             cluster_name: "bench".into(),
@@ -601,7 +606,21 @@ async fn quiescent_groups_over_tcp() {
         groups.push(grp);
     }
     let create = t.elapsed();
-    wait_for("every group to elect", Duration::from_secs(300), || groups.iter().all(|g| g.agreed_leader().is_some())).await;
+    // Campaigns that met a busy machine (an RPC timed out) are retried, as the liveness
+    // sweep of docs/cluster.md §10 will do.
+    loop {
+        let pending: Vec<usize> = (0..groups.len()).filter(|&k| groups[k].agreed_leader().is_none()).collect();
+        if pending.is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "{} groups without a leader", pending.len());
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        for k in pending {
+            if groups[k].agreed_leader().is_none() {
+                let _ = groups[k].rafts[k % 3].trigger().elect().await;
+            }
+        }
+    }
     let elect = t.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (c0, t0) = (cpu_secs(), Instant::now());
@@ -613,19 +632,19 @@ async fn quiescent_groups_over_tcp() {
         idle * 1e6 / n as f64
     );
 
-    // Writes: 8 writers round-robin over the groups for 5 s, 100-byte payloads.
+    // Writes: 32 writers round-robin over the groups for 5 s, 100-byte payloads.
     let groups = Arc::new(groups);
     let (c0, t0) = (cpu_secs(), Instant::now());
     let end = t0 + Duration::from_secs(5);
     let mut writers = Vec::new();
-    for w in 0..8usize {
+    for w in 0..32usize {
         let groups = groups.clone();
         writers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut k = w;
             while Instant::now() < end {
                 let g = &groups[k % groups.len()];
-                k += 8;
+                k += 32;
                 let Some(l) = g.agreed_leader() else { continue };
                 let s = Instant::now();
                 if g.rafts[l].client_write(Bytes::from(vec![0x5a; 100])).await.is_ok() {
