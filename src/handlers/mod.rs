@@ -186,7 +186,7 @@ apis! {
     InitProducerId => init_producer_id with session,
     DescribeConfigs => describe_configs with session,
     CreatePartitions => create_partitions with session,
-    DescribeCluster => describe_cluster with endpoint,
+    DescribeCluster => describe_cluster with session,
     OffsetCommit => offset_commit with session,
     OffsetFetch => offset_fetch with session,
     JoinGroup => join_group with session_client,
