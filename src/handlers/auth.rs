@@ -9,9 +9,15 @@ use crate::security::acl::{AuthorizationError, Operation, ResourceType, ANONYMOU
 
 use super::Session;
 
-/// The connection's principal: `User:<sasl user>`, or `User:ANONYMOUS`.
+/// The connection's principal: `User:<sasl user>`, `User:<certificate subject DN>`
+/// on an SSL listener with a client certificate, or `User:ANONYMOUS`.
 pub fn principal(session: &Session) -> String {
-    session.sasl.lock().principal().unwrap_or_else(|| ANONYMOUS.to_string())
+    session
+        .sasl
+        .lock()
+        .principal()
+        .or_else(|| session.tls_principal.as_deref().map(str::to_string))
+        .unwrap_or_else(|| ANONYMOUS.to_string())
 }
 
 /// The connection's client address as ACL hosts name it.

@@ -84,6 +84,9 @@ pub struct Session {
     pub listener: Arc<crate::security::ListenerSecurity>,
     /// The connection's SASL state (who it authenticated as).
     pub sasl: Arc<parking_lot::Mutex<crate::security::sasl::SaslSession>>,
+    /// On an SSL listener, the principal of the client's certificate
+    /// (`User:<subject DN>`), if it presented one.
+    pub tls_principal: Option<Arc<str>>,
 }
 
 /// The response of one request: an encoded frame, or nothing (produce with acks=0).
