@@ -66,7 +66,7 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listeners = match fluxo::security::bind_listeners(broker.config()).await {
+    let listeners = match fluxo::security::bind_listeners(broker.config(), broker.scram_users()).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("fluxo: {e}");

@@ -35,6 +35,8 @@ pub mod sasl_authenticate;
 mod sasl_handshake;
 mod acls;
 mod auth;
+mod alter_user_scram_credentials;
+mod describe_user_scram_credentials;
 use acls::{create as create_acls, delete as delete_acls, describe as describe_acls};
 
 use std::net::SocketAddr;
@@ -211,6 +213,8 @@ apis! {
     CreateAcls => create_acls with session,
     DescribeAcls => describe_acls with session,
     DeleteAcls => delete_acls with session,
+    DescribeUserScramCredentials => describe_user_scram_credentials with session,
+    AlterUserScramCredentials => alter_user_scram_credentials with session,
 }
 
 /// The supported version range of an API, if it is implemented.

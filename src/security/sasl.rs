@@ -106,7 +106,7 @@ impl ScramHash {
 }
 
 /// A user's salted SCRAM credential for one hash: what the server stores.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScramCredential {
     /// The random salt.
     pub salt: Vec<u8>,
@@ -136,21 +136,112 @@ impl ScramCredential {
             iterations,
         }
     }
+
+    /// The credential of a password the client already salted and hashed
+    /// (AlterUserScramCredentials sends SaltedPassword, never the password).
+    pub fn from_salted_password(hash: ScramHash, salted_password: &[u8], salt: Vec<u8>, iterations: u32) -> ScramCredential {
+        let client_key = hash.hmac(salted_password, b"Client Key");
+        ScramCredential {
+            stored_key: hash.hash(&client_key),
+            server_key: hash.hmac(salted_password, b"Server Key"),
+            salt,
+            iterations,
+        }
+    }
 }
 
-/// One user's credentials, one per SCRAM hash.
-#[derive(Debug, Clone)]
+/// One user's credentials, at most one per SCRAM hash.
+#[derive(Debug, Clone, Default)]
 struct UserCredentials {
-    sha256: ScramCredential,
-    sha512: ScramCredential,
+    sha256: Option<ScramCredential>,
+    sha512: Option<ScramCredential>,
 }
 
 impl UserCredentials {
-    fn for_hash(&self, hash: ScramHash) -> &ScramCredential {
+    fn for_hash(&self, hash: ScramHash) -> Option<&ScramCredential> {
         match hash {
-            ScramHash::Sha256 => &self.sha256,
-            ScramHash::Sha512 => &self.sha512,
+            ScramHash::Sha256 => self.sha256.as_ref(),
+            ScramHash::Sha512 => self.sha512.as_ref(),
         }
+    }
+
+    fn slot(&mut self, hash: ScramHash) -> &mut Option<ScramCredential> {
+        match hash {
+            ScramHash::Sha256 => &mut self.sha256,
+            ScramHash::Sha512 => &mut self.sha512,
+        }
+    }
+}
+
+impl ScramHash {
+    /// Both SCRAM hashes, in Kafka's mechanism order (SCRAM-SHA-256 = 1, SCRAM-SHA-512 = 2).
+    pub const ALL: [ScramHash; 2] = [ScramHash::Sha256, ScramHash::Sha512];
+
+    /// The SCRAM mechanism of this hash.
+    pub fn mechanism(self) -> Mechanism {
+        match self {
+            ScramHash::Sha256 => Mechanism::ScramSha256,
+            ScramHash::Sha512 => Mechanism::ScramSha512,
+        }
+    }
+}
+
+/// The SCRAM users SASL listeners accept: those of the configuration and those
+/// created at run time (AlterUserScramCredentials). Only salted credentials are held.
+#[derive(Debug, Default)]
+pub struct ScramUsers {
+    users: parking_lot::RwLock<HashMap<String, UserCredentials>>,
+}
+
+impl ScramUsers {
+    /// Users with both SCRAM credentials derived from these (name, password) pairs
+    /// (random salts, [`SCRAM_ITERATIONS`]); the passwords are dropped.
+    pub fn from_passwords(users: &[(String, String)]) -> Result<ScramUsers, String> {
+        let mut map = HashMap::new();
+        for (name, password) in users {
+            let creds = UserCredentials {
+                sha256: Some(ScramCredential::derive(ScramHash::Sha256, password, random_bytes(16)?, SCRAM_ITERATIONS)),
+                sha512: Some(ScramCredential::derive(ScramHash::Sha512, password, random_bytes(16)?, SCRAM_ITERATIONS)),
+            };
+            map.insert(name.clone(), creds);
+        }
+        Ok(ScramUsers { users: parking_lot::RwLock::new(map) })
+    }
+
+    /// The user's credential for `hash`, if any.
+    pub fn get(&self, user: &str, hash: ScramHash) -> Option<ScramCredential> {
+        self.users.read().get(user).and_then(|c| c.for_hash(hash)).cloned()
+    }
+
+    /// Sets (adds or replaces) the user's credential for `hash`.
+    pub fn set(&self, user: &str, hash: ScramHash, credential: ScramCredential) {
+        *self.users.write().entry(user.to_string()).or_default().slot(hash) = Some(credential);
+    }
+
+    /// Removes the user's credential for `hash`; the user goes with its last one.
+    /// Whether there was one.
+    pub fn remove(&self, user: &str, hash: ScramHash) -> bool {
+        let mut users = self.users.write();
+        let Some(creds) = users.get_mut(user) else { return false };
+        let had = creds.slot(hash).take().is_some();
+        if creds.sha256.is_none() && creds.sha512.is_none() {
+            users.remove(user);
+        }
+        had
+    }
+
+    /// Every user with the (hash, iterations) of each credential, by name.
+    pub fn describe(&self) -> Vec<(String, Vec<(ScramHash, u32)>)> {
+        let users = self.users.read();
+        let mut out: Vec<(String, Vec<(ScramHash, u32)>)> = users
+            .iter()
+            .map(|(name, c)| {
+                let infos = ScramHash::ALL.iter().filter_map(|h| c.for_hash(*h).map(|cred| (*h, cred.iterations))).collect();
+                (name.clone(), infos)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
@@ -160,31 +251,74 @@ fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Kafka's bounds on SCRAM iterations (`ScramMechanism` min and max).
+pub const SCRAM_MAX_ITERATIONS: i32 = 16384;
+
+impl ScramHash {
+    /// The hash of Kafka's SCRAM mechanism type (1 SCRAM-SHA-256, 2 SCRAM-SHA-512).
+    pub fn from_kafka_type(code: i8) -> Option<ScramHash> {
+        match code {
+            1 => Some(ScramHash::Sha256),
+            2 => Some(ScramHash::Sha512),
+            _ => None,
+        }
+    }
+
+    /// Kafka's SCRAM mechanism type of this hash.
+    pub fn kafka_type(self) -> i8 {
+        match self {
+            ScramHash::Sha256 => 1,
+            ScramHash::Sha512 => 2,
+        }
+    }
+}
+
+/// Why one user's SCRAM credential change or description is refused (Kafka's
+/// messages); mapped to Kafka codes in `handlers::error`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ScramUserError {
+    /// The mechanism type is not SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[error("Unknown SCRAM mechanism {0}")]
+    UnknownMechanism(i8),
+    /// Fewer than 4096 iterations.
+    #[error("Too few iterations")]
+    TooFewIterations,
+    /// More than 16384 iterations.
+    #[error("Too many iterations")]
+    TooManyIterations,
+    /// The user name is empty.
+    #[error("Username must not be empty")]
+    EmptyUser,
+    /// The salt or the salted password is empty.
+    #[error("Salt and salted password must not be empty")]
+    EmptyCredential,
+    /// A deletion names a credential that does not exist.
+    #[error("Attempt to delete a user credential that does not exist")]
+    DeleteNotFound,
+    /// One request alters the same user twice.
+    #[error("A user credential cannot be altered twice in the same request")]
+    AlteredTwice,
+    /// A description names a user without credentials.
+    #[error("Attempt to describe a user credential that does not exist: {0}")]
+    DescribeNotFound(String),
+    /// One request describes the same user twice.
+    #[error("Cannot describe SCRAM credentials for the same user twice in a single request: {0}")]
+    DescribedTwice(String),
+}
+
 /// The users and mechanisms of SASL listeners, and how long a failure is delayed.
 #[derive(Debug)]
 pub struct Authenticator {
     mechanisms: Vec<Mechanism>,
-    users: HashMap<String, UserCredentials>,
+    users: std::sync::Arc<ScramUsers>,
     failure_delay: Duration,
 }
 
 impl Authenticator {
-    /// Offers `mechanisms` to `users` (name, password); each password is salted
-    /// and hashed here and then dropped.
-    pub fn new(
-        mechanisms: &[Mechanism],
-        users: &[(String, String)],
-        failure_delay: Duration,
-    ) -> Result<Authenticator, String> {
-        let mut map = HashMap::new();
-        for (name, password) in users {
-            let creds = UserCredentials {
-                sha256: ScramCredential::derive(ScramHash::Sha256, password, random_bytes(16)?, SCRAM_ITERATIONS),
-                sha512: ScramCredential::derive(ScramHash::Sha512, password, random_bytes(16)?, SCRAM_ITERATIONS),
-            };
-            map.insert(name.clone(), creds);
-        }
-        Ok(Authenticator { mechanisms: mechanisms.to_vec(), users: map, failure_delay })
+    /// Offers `mechanisms` to `users` (shared with the broker, which changes them
+    /// at run time).
+    pub fn new(mechanisms: &[Mechanism], users: std::sync::Arc<ScramUsers>, failure_delay: Duration) -> Authenticator {
+        Authenticator { mechanisms: mechanisms.to_vec(), users, failure_delay }
     }
 
     /// The mechanisms offered, in configuration order.
@@ -211,11 +345,11 @@ impl Authenticator {
         if !authzid.is_empty() && authzid != user {
             return Err(failed("client requested an authorization id that is different from username"));
         }
-        let Some(creds) = self.users.get(user) else {
+        // Checked against the user's SCRAM-SHA-256 credential, else its SHA-512 one.
+        let Some((hash, c)) = ScramHash::ALL.iter().find_map(|h| self.users.get(user, *h).map(|c| (*h, c))) else {
             return Err(failed("Invalid username or password"));
         };
-        let c = &creds.sha256;
-        let candidate = ScramCredential::derive(ScramHash::Sha256, password, c.salt.clone(), c.iterations);
+        let candidate = ScramCredential::derive(hash, password, c.salt.clone(), c.iterations);
         if bool::from(candidate.stored_key.ct_eq(&c.stored_key)) {
             Ok(user.to_string())
         } else {
@@ -385,10 +519,9 @@ fn scram_first(auth: &Authenticator, hash: ScramHash, token: &[u8]) -> Result<(S
             return Err(failed("client requested an authorization id that is different from username"));
         }
     }
-    let Some(creds) = auth.users.get(&user) else {
+    let Some(credential) = auth.users.get(&user, hash) else {
         return Err(failed("Invalid user credentials"));
     };
-    let credential = creds.for_hash(hash).clone();
     // Alphanumeric, as Kafka's (some clients mishandle '+' and '/' in nonces).
     let server_nonce: String =
         random_bytes(24).map_err(|e| failed(&e))?.iter().map(|b| format!("{b:02x}")).collect();
@@ -436,7 +569,8 @@ mod tests {
 
     fn auth() -> Authenticator {
         let all = [Mechanism::Plain, Mechanism::ScramSha256, Mechanism::ScramSha512];
-        Authenticator::new(&all, &[("alice".into(), "alice-secret".into())], Duration::ZERO).unwrap()
+        let users = ScramUsers::from_passwords(&[("alice".into(), "alice-secret".into())]).unwrap();
+        Authenticator::new(&all, std::sync::Arc::new(users), Duration::ZERO)
     }
 
     /// The client side of RFC 5802, computed independently of the server code paths.
@@ -490,6 +624,27 @@ mod tests {
         let mut s = SaslSession::default();
         assert!(matches!(s.handshake(&a, "GSSAPI", false), Err(SaslError::UnsupportedMechanism(_))));
         assert!(format!("{:?}", a).find("alice-secret").is_none());
+    }
+
+    #[test]
+    fn runtime_users_from_salted_passwords() {
+        let a = auth();
+        let salt = b"pepper".to_vec();
+        let salted = ScramHash::Sha512.salted_password(b"bob-secret", &salt, 8192);
+        let c = ScramCredential::from_salted_password(ScramHash::Sha512, &salted, salt.clone(), 8192);
+        assert_eq!(c, ScramCredential::derive(ScramHash::Sha512, "bob-secret", salt, 8192));
+        a.users.set("bob", ScramHash::Sha512, c);
+        let mut s = SaslSession::default();
+        s.handshake(&a, "PLAIN", false).unwrap();
+        s.authenticate(&a, b"\0bob\0bob-secret").unwrap();
+        assert_eq!(s.principal().as_deref(), Some("User:bob"), "PLAIN against the SHA-512 credential");
+        assert_eq!(a.users.describe()[1], ("bob".to_string(), vec![(ScramHash::Sha512, 8192)]));
+        assert!(!a.users.remove("bob", ScramHash::Sha256));
+        assert!(a.users.remove("bob", ScramHash::Sha512));
+        assert_eq!(a.users.describe().len(), 1, "bob went with his last credential");
+        let mut s = SaslSession::default();
+        s.handshake(&a, "PLAIN", false).unwrap();
+        assert!(s.authenticate(&a, b"\0bob\0bob-secret").is_err());
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //!   compacted partition (every batch below it has been cleaned)
 //! - `a/<ACL binding (JSON)>` → empty: one key per ACL, so creating and deleting one is
 //!   one put or delete (see `acl_store`)
+//! - `u/<mechanism byte><user name>` → a SCRAM credential created at run time
+//!   (see `scram_store`)
 
 use uuid::Uuid;
 
@@ -328,5 +330,17 @@ pub const ACL_PREFIX: &[u8] = b"a/";
 pub fn acl(encoded: &[u8]) -> Vec<u8> {
     let mut k = ACL_PREFIX.to_vec();
     k.extend_from_slice(encoded);
+    k
+}
+
+/// Prefix of the SCRAM credentials created at run time (AlterUserScramCredentials):
+/// `u/<mechanism byte><user name>` → the salted credential (JSON, see `scram_store`).
+pub const SCRAM_PREFIX: &[u8] = b"u/";
+
+/// Key of one user's SCRAM credential for one mechanism (1 SHA-256, 2 SHA-512).
+pub fn scram_credential(mechanism: u8, user: &str) -> Vec<u8> {
+    let mut k = SCRAM_PREFIX.to_vec();
+    k.push(mechanism);
+    k.extend_from_slice(user.as_bytes());
     k
 }
