@@ -137,6 +137,9 @@ pub struct Config {
     pub super_users: Vec<String>,
     /// Whether a resource no ACL covers is open to everyone (`allow.everyone.if.no.acl.found`).
     pub allow_everyone_if_no_acl_found: bool,
+    /// When not empty, `/metrics` answers only requests carrying
+    /// `Authorization: Bearer <metrics_token>` (401 otherwise); `/health` stays open.
+    pub metrics_token: String,
 }
 
 /// How log lines are written.
@@ -164,7 +167,7 @@ impl Default for Config {
             log_format: LogFormat::Plain,
             block_cache_mb: 256,
             write_buffer_mb: 256,
-            metrics_listener: "0.0.0.0:9644".into(),
+            metrics_listener: "127.0.0.1:9644".into(),
             extra_listeners: Vec::new(),
             spare_column_families: 64,
             group_initial_rebalance_delay_ms: 3_000,
@@ -203,6 +206,7 @@ impl Default for Config {
             authorizer_enabled: false,
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
+            metrics_token: String::new(),
         }
     }
 }
@@ -381,6 +385,9 @@ pub struct Cli {
     /// Allow everyone on resources no ACL covers.
     #[arg(long, env = "FLUXO_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
     pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// Bearer token /metrics requires (empty: none).
+    #[arg(long, env = "FLUXO_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -483,7 +490,8 @@ impl Config {
             connection_failed_authentication_delay_ms,
             authorizer_enabled,
             super_users,
-            allow_everyone_if_no_acl_found
+            allow_everyone_if_no_acl_found,
+            metrics_token
         );
         config.validate()?;
         Ok(config)
@@ -520,6 +528,9 @@ impl Config {
         }
         if !self.metrics_listener.is_empty() && self.metrics_listener.parse::<SocketAddr>().is_err() {
             return Err(invalid("metrics_listener", "expected ip:port, or empty to disable"));
+        }
+        if self.metrics_token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("metrics_token", "must not contain spaces or control characters"));
         }
         for extra in &self.extra_listeners {
             if parse_extra_listener(extra).is_none() {

@@ -88,6 +88,9 @@ async fn run(config: Config) -> ExitCode {
         match TcpListener::bind(&addr).await {
             Ok(l) => {
                 tracing::info!(metrics = %addr, "metrics endpoint started");
+                if let Ok(bound) = l.local_addr() {
+                    fluxo::http::warn_if_exposed(&bound, &broker.config().metrics_token);
+                }
                 tokio::spawn(fluxo::http::serve(broker.clone(), l));
             }
             // Metrics are not worth refusing Kafka traffic for (a second local
