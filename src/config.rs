@@ -140,6 +140,10 @@ pub struct Config {
     /// When not empty, `/metrics` answers only requests carrying
     /// `Authorization: Bearer <metrics_token>` (401 otherwise); `/health` stays open.
     pub metrics_token: String,
+    /// KIP-368 (`connections.max.reauth.ms`): an authentication on a SASL listener
+    /// lasts this long (told to clients as `session_lifetime_ms`); the client must
+    /// re-authenticate before then or its connection is closed. 0: forever.
+    pub connections_max_reauth_ms: u64,
 }
 
 /// How log lines are written.
@@ -207,6 +211,7 @@ impl Default for Config {
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
             metrics_token: String::new(),
+            connections_max_reauth_ms: 0,
         }
     }
 }
@@ -388,6 +393,9 @@ pub struct Cli {
     /// Bearer token /metrics requires (empty: none).
     #[arg(long, env = "FLUXO_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Re-authentication interval of SASL sessions in ms (0: never).
+    #[arg(long, env = "FLUXO_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -491,7 +499,8 @@ impl Config {
             authorizer_enabled,
             super_users,
             allow_everyone_if_no_acl_found,
-            metrics_token
+            metrics_token,
+            connections_max_reauth_ms
         );
         config.validate()?;
         Ok(config)
@@ -531,6 +540,9 @@ impl Config {
         }
         if self.metrics_token.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid("metrics_token", "must not contain spaces or control characters"));
+        }
+        if self.connections_max_reauth_ms > i64::MAX as u64 {
+            return Err(invalid("connections_max_reauth_ms", "too large"));
         }
         for extra in &self.extra_listeners {
             if parse_extra_listener(extra).is_none() {

@@ -278,6 +278,11 @@ fn admitted(session: &Session, api_key: ApiKey) -> Result<(), ConnectionError> {
     }
     let sasl = session.sasl.lock();
     let pre_auth = matches!(api_key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+    // KIP-368: once the session has expired only a re-authentication may follow.
+    if sasl.expired(Instant::now()) && !matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+        tracing::info!(peer = %session.peer, api_key = api_key as i16, "SASL session expired without re-authentication");
+        return Err(ConnectionError::NotAuthenticated { api_key: api_key as i16 });
+    }
     if sasl.is_authenticated() || (pre_auth && !sasl.has_failed()) {
         Ok(())
     } else {

@@ -371,3 +371,52 @@ fn scram_users_are_altered_and_described_at_run_time_and_survive_a_restart() {
     let b = start_at(dir.path(), &flags);
     assert_eq!(login(b.sasl, "SCRAM-SHA-512", "bob", "bob-secret").0, SASL_AUTHENTICATION_FAILED, "deletion is stored");
 }
+
+#[test]
+fn kip368_sessions_expire_unless_the_client_reauthenticates() {
+    const LIFETIME_MS: i64 = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let b = start_at(dir.path(), &["--connections-max-reauth-ms", &LIFETIME_MS.to_string()]);
+    // The step that completes an authentication carries the session lifetime (v1+).
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    let (code, _, _, lifetime) = authenticate(&mut c, 2, b"\0alice\0alice-secret");
+    assert_eq!((code, lifetime), (0, LIFETIME_MS));
+    assert_serves(&mut c, "reauth-1");
+    // Re-authentication on the same connection: same user and mechanism.
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    let (code, _, _, lifetime) = authenticate(&mut c, 1, b"\0alice\0alice-secret");
+    assert_eq!((code, lifetime), (0, LIFETIME_MS));
+    assert_serves(&mut c, "reauth-2");
+    // SCRAM re-authenticates the same way.
+    let mut s = Client::connect(b.sasl);
+    assert_eq!(scram(&mut s, "SCRAM-SHA-512", "alice", "alice-secret"), 0);
+    assert_eq!(scram(&mut s, "SCRAM-SHA-512", "alice", "alice-secret"), 0, "SCRAM re-authentication");
+    assert_serves(&mut s, "reauth-scram");
+    // Another principal is refused, and the connection is done.
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    assert_eq!(authenticate(&mut c, 2, b"\0c=d\0p=ss:w0rd").0, SASL_AUTHENTICATION_FAILED);
+    c.send(12, &MetadataRequest::default().with_topics(Some(vec![])));
+    c.expect_closed("request after a re-authentication as someone else");
+    // Without re-authentication the connection is closed once the session expired:
+    // requests are served until then.
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    let authenticated = Instant::now();
+    assert_eq!(authenticate(&mut c, 2, b"\0alice\0alice-secret").0, 0);
+    let deadline = authenticated + Duration::from_secs(20);
+    let closed_after = loop {
+        assert!(Instant::now() < deadline, "the expired session was never closed");
+        let sent = Instant::now();
+        let id = c.send(12, &MetadataRequest::default().with_topics(Some(vec![])));
+        match c.read_frame() {
+            Ok(frame) => {
+                let r = protocol_tests::decode_response::<MetadataRequest>(frame, 12, id);
+                assert_eq!(r.brokers.len(), 1);
+            }
+            Err(_) => break sent.duration_since(authenticated),
+        }
+        std::thread::sleep(Duration::from_millis(100)); // request pacing, not synchronisation
+    };
+    assert!(closed_after >= Duration::from_millis(LIFETIME_MS as u64 - 50), "closed after {closed_after:?}");
+}

@@ -127,7 +127,8 @@ pub async fn bind_listeners(
     let sasl = if specs.iter().any(|s| s.protocol.uses_sasl()) {
         let mechanisms = config.sasl_mechanisms()?;
         let delay = std::time::Duration::from_millis(config.connection_failed_authentication_delay_ms);
-        Some(Arc::new(sasl::Authenticator::new(&mechanisms, users, delay)))
+        let lifetime = std::time::Duration::from_millis(config.connections_max_reauth_ms);
+        Some(Arc::new(sasl::Authenticator::new(&mechanisms, users, delay).with_session_lifetime(Some(lifetime))))
     } else {
         None
     };

@@ -312,13 +312,27 @@ pub struct Authenticator {
     mechanisms: Vec<Mechanism>,
     users: std::sync::Arc<ScramUsers>,
     failure_delay: Duration,
+    /// KIP-368: how long an authentication lasts (`connections.max.reauth.ms`); none: forever.
+    session_lifetime: Option<Duration>,
 }
 
 impl Authenticator {
     /// Offers `mechanisms` to `users` (shared with the broker, which changes them
     /// at run time).
     pub fn new(mechanisms: &[Mechanism], users: std::sync::Arc<ScramUsers>, failure_delay: Duration) -> Authenticator {
-        Authenticator { mechanisms: mechanisms.to_vec(), users, failure_delay }
+        Authenticator { mechanisms: mechanisms.to_vec(), users, failure_delay, session_lifetime: None }
+    }
+
+    /// Sessions expire `lifetime` after each (re-)authentication (KIP-368): the
+    /// client must re-authenticate on the connection before then, or it is closed.
+    pub fn with_session_lifetime(mut self, lifetime: Option<Duration>) -> Authenticator {
+        self.session_lifetime = lifetime.filter(|l| !l.is_zero());
+        self
+    }
+
+    /// How long an authentication lasts, if it expires.
+    pub fn session_lifetime(&self) -> Option<Duration> {
+        self.session_lifetime
     }
 
     /// The mechanisms offered, in configuration order.
@@ -374,6 +388,8 @@ struct ScramPending {
 #[derive(Debug, Default)]
 pub struct SaslSession {
     state: State,
+    /// While re-authenticating (KIP-368): who the connection was, with which mechanism.
+    previous: Option<(String, Mechanism)>,
 }
 
 #[derive(Debug, Default)]
@@ -384,9 +400,9 @@ enum State {
     /// Handshake done; `raw` after a v0 handshake (tokens without Kafka framing).
     Mechanism { mechanism: Mechanism, raw: bool },
     /// SCRAM server-first sent; the client-final message is next.
-    ScramFinal { pending: Box<ScramPending>, raw: bool },
-    /// Authenticated as this user.
-    Done { user: String },
+    ScramFinal { pending: Box<ScramPending>, raw: bool, mechanism: Mechanism },
+    /// Authenticated as this user, until `expires` (KIP-368) if set.
+    Done { user: String, mechanism: Mechanism, expires: Option<std::time::Instant> },
     /// Authentication failed: the connection is to be closed.
     Failed,
 }
@@ -410,15 +426,37 @@ impl SaslSession {
     /// The authenticated principal (`User:name`), if any.
     pub fn principal(&self) -> Option<String> {
         match &self.state {
-            State::Done { user } => Some(format!("User:{user}")),
-            _ => None,
+            State::Done { user, .. } => Some(format!("User:{user}")),
+            // Re-authenticating: still who it was until the exchange ends.
+            _ => self.previous.as_ref().map(|(user, _)| format!("User:{user}")),
         }
+    }
+
+    /// Whether the authentication has expired (KIP-368): then only a
+    /// re-authentication may follow.
+    pub fn expired(&self, now: std::time::Instant) -> bool {
+        matches!(&self.state, State::Done { expires: Some(at), .. } if *at <= now)
+    }
+
+    /// Whether a re-authentication is under way.
+    pub fn reauthenticating(&self) -> bool {
+        self.previous.is_some() && !matches!(self.state, State::Done { .. } | State::Failed)
     }
 
     /// SaslHandshake: selects `mechanism`; `raw` for a v0 handshake.
     pub fn handshake(&mut self, auth: &Authenticator, mechanism: &str, raw: bool) -> Result<(), SaslError> {
-        if !matches!(self.state, State::Start) {
-            return Err(SaslError::IllegalState("Unexpected SaslHandshake request: handshake already done".into()));
+        match &self.state {
+            State::Start => {}
+            // KIP-368: an authenticated client re-authenticates with a new handshake
+            // (v1) and the same mechanism, when sessions expire.
+            State::Done { user, mechanism: used, .. } if auth.session_lifetime.is_some() && !raw => {
+                if Mechanism::parse(mechanism) != Some(*used) {
+                    self.state = State::Failed;
+                    return Err(failed("re-authentication must use the same SASL mechanism"));
+                }
+                self.previous = Some((user.clone(), *used));
+            }
+            _ => return Err(SaslError::IllegalState("Unexpected SaslHandshake request: handshake already done".into())),
         }
         match Mechanism::parse(mechanism).filter(|m| auth.mechanisms.contains(m)) {
             Some(mechanism) => {
@@ -427,6 +465,7 @@ impl SaslSession {
             }
             None => {
                 self.state = State::Failed;
+                self.previous = None;
                 Err(SaslError::UnsupportedMechanism(mechanism.to_string()))
             }
         }
@@ -438,26 +477,39 @@ impl SaslSession {
         let result = self.step(auth, token);
         if let Err(SaslError::AuthenticationFailed(_)) = &result {
             self.state = State::Failed;
+            self.previous = None;
         }
         result
+    }
+
+    /// Ends an exchange as `user`: a re-authentication must keep the principal.
+    fn done(&mut self, auth: &Authenticator, user: String, mechanism: Mechanism) -> Result<(), SaslError> {
+        if let Some((previous, _)) = self.previous.take() {
+            if previous != user {
+                return Err(failed("Cannot change principals during re-authentication"));
+            }
+        }
+        let expires = auth.session_lifetime.map(|l| std::time::Instant::now() + l);
+        self.state = State::Done { user, mechanism, expires };
+        Ok(())
     }
 
     fn step(&mut self, auth: &Authenticator, token: &[u8]) -> Result<Vec<u8>, SaslError> {
         match std::mem::take(&mut self.state) {
             State::Mechanism { mechanism: Mechanism::Plain, .. } => {
                 let user = auth.check_plain(token)?;
-                self.state = State::Done { user };
+                self.done(auth, user, Mechanism::Plain)?;
                 Ok(Vec::new())
             }
             State::Mechanism { mechanism, raw } => {
                 let hash = if mechanism == Mechanism::ScramSha512 { ScramHash::Sha512 } else { ScramHash::Sha256 };
                 let (pending, server_first) = scram_first(auth, hash, token)?;
-                self.state = State::ScramFinal { pending: Box::new(pending), raw };
+                self.state = State::ScramFinal { pending: Box::new(pending), raw, mechanism };
                 Ok(server_first.into_bytes())
             }
-            State::ScramFinal { pending, .. } => {
+            State::ScramFinal { pending, mechanism, .. } => {
                 let server_final = scram_final(&pending, token)?;
-                self.state = State::Done { user: pending.user.clone() };
+                self.done(auth, pending.user.clone(), mechanism)?;
                 Ok(server_final.into_bytes())
             }
             state @ State::Done { .. } => {
