@@ -23,9 +23,11 @@ def make_ca(d: Path, name: str = "ca") -> tuple[Path, Path]:
     return d / f"{name}.pem", d / f"{name}.key"
 
 
-def make_cert(d: Path, ca: tuple[Path, Path], name: str, cn: str, server: bool) -> tuple[Path, Path]:
-    """A certificate signed by `ca` (server: SAN 127.0.0.1 and localhost): (cert, key)."""
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}/O=fluxo-tests",
+def make_cert(d: Path, ca: tuple[Path, Path], name: str, cn: str, server: bool,
+              subject: str | None = None) -> tuple[Path, Path]:
+    """A certificate signed by `ca` (server: SAN 127.0.0.1 and localhost): (cert, key);
+    its subject is `/CN=<cn>/O=fluxo-tests` unless `subject` (openssl -subj form) is given."""
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject or f"/CN={cn}/O=fluxo-tests",
             "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
     ext = d / f"{name}.ext"
     if server:

@@ -62,3 +62,43 @@ def test_java_admin_manages_acls_and_producer_is_refused_on_forbidden_topic(acl_
         assert (msg.offset(), msg.value()) == (0, value.encode())
     finally:
         c.close()
+
+
+def rk_scram_login(bootstrap: str, user: str, password: str) -> list:
+    """Authenticates with confluent-kafka (SCRAM-SHA-512) and lists topics; returns the
+    errors librdkafka reported (none when the login worked)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+    errors = []
+    admin = AdminClient({"bootstrap.servers": bootstrap, "security.protocol": "sasl_plaintext",
+                         "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": user, "sasl.password": password,
+                         "error_cb": lambda e: errors.append(e)})
+    try:
+        admin.list_topics(timeout=10)
+    except KafkaException as e:
+        errors.append(e.args[0])
+    return errors
+
+
+def test_java_admin_creates_a_scram_user_confluent_logs_in_until_it_is_deleted(acl_broker, java_cp):
+    bootstrap = f"127.0.0.1:{acl_broker.ports['SASL_PLAINTEXT']}"
+    user = unique_topic("bob")
+    assert rk_scram_login(bootstrap, user, "bob-secret"), "an unknown user logged in"
+    # alice has no ALTER on the cluster.
+    lines = run_java(java_cp, "ScramProbe", bootstrap, "upsert", user, "bob-secret", "8192", *java_sasl("alice"))
+    assert ["ERROR", "ClusterAuthorizationException"] in lines, lines
+    lines = run_java(java_cp, "ScramProbe", bootstrap, "upsert", user, "bob-secret", "8192", *java_sasl("admin"))
+    assert ["OK"] in lines, lines
+    users = [l[1:] for l in run_java(java_cp, "ScramProbe", bootstrap, "describe", *java_sasl("admin")) if l[0] == "USER"]
+    assert [user, "SCRAM_SHA_512", "8192"] in users, users
+    assert ["admin", "SCRAM_SHA_512", "4096"] in users and ["admin", "SCRAM_SHA_256", "4096"] in users, users
+    assert rk_scram_login(bootstrap, user, "bob-secret") == []
+    assert rk_scram_login(bootstrap, user, "wrong"), "a wrong password logged in"
+    lines = run_java(java_cp, "ScramProbe", bootstrap, "upsert", user, "x", "1024", *java_sasl("admin"))
+    assert ["ERROR", "UnacceptableCredentialException"] in lines, lines
+    lines = run_java(java_cp, "ScramProbe", bootstrap, "delete", user, *java_sasl("admin"))
+    assert ["OK"] in lines, lines
+    assert rk_scram_login(bootstrap, user, "bob-secret"), "a deleted user logged in"
+    lines = run_java(java_cp, "ScramProbe", bootstrap, "delete", user, *java_sasl("admin"))
+    assert ["ERROR", "ResourceNotFoundException"] in lines, lines
+    assert acl_broker.running

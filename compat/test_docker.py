@@ -581,3 +581,31 @@ def test_compose_up_produce_restart_down(image, kcat_image, tmp_path):
     finally:
         sh(*base, "down", "-v", "--remove-orphans", env=env, check=False, timeout=180)
         sh("docker", "volume", "rm", "-f", vol, check=False)
+
+
+def test_compose_sasl_file_is_valid_and_secure():
+    """docker/compose.sasl.yaml: `compose config` accepts it (and refuses it without the
+    admin password), and it sets up SASL_SSL, SCRAM, the authorizer and the metrics port."""
+    compose = _compose_cmd()
+    if compose is None:
+        pytest.skip("neither `docker compose` nor docker-compose is installed")
+    base = [*compose, "-f", DOCKER_DIR / "compose.sasl.yaml", "-p", f"fluxotestsasl{RUN_ID}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXO_")}
+    r = subprocess.run([str(c) for c in base] + ["config"], capture_output=True, timeout=60, env=env)
+    assert r.returncode != 0, "compose.sasl.yaml ran without FLUXO_ADMIN_PASSWORD"
+    r = subprocess.run([str(c) for c in base] + ["config"], capture_output=True, timeout=60,
+                       env={**env, "FLUXO_ADMIN_PASSWORD": "s3cret", "FLUXO_SASL_SSL_PORT": "19094"})
+    assert r.returncode == 0, r.stderr.decode()
+    import yaml
+    cfg = yaml.safe_load(r.stdout)
+    svc = cfg["services"]["fluxo"]
+    e = svc["environment"]
+    assert e["FLUXO_LISTENERS"] == "SASL_SSL://0.0.0.0:9094,INTERNAL://0.0.0.0:29092"
+    assert e["FLUXO_ADVERTISED_LISTENERS"] == "SASL_SSL://localhost:19094,INTERNAL://fluxo:29092"
+    assert e["FLUXO_LISTENER_SECURITY_PROTOCOL_MAP"] == "INTERNAL:SASL_PLAINTEXT"
+    assert e["FLUXO_SASL_USERS"] == "admin:s3cret" and e["FLUXO_SUPER_USERS"] == "User:admin"
+    assert e["FLUXO_AUTHORIZER_ENABLED"] == "true" and e["FLUXO_METRICS_LISTENER"] == "0.0.0.0:9644"
+    # docker-compose 1.x writes "ip:published:target/proto", compose v2 a mapping.
+    ports = [f"{p['published']}:{p['target']}" if isinstance(p, dict) else str(p) for p in svc["ports"]]
+    assert any("19094:9094" in p for p in ports) and any("9644:9644" in p for p in ports), ports
+    assert not any("29092" in p for p in ports), "the SASL_PLAINTEXT listener must not be published"

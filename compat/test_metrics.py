@@ -172,3 +172,31 @@ def test_group_committed_offsets_and_lag(metrics_broker):
     for ln in lines:
         assert re.search(r'DEBUG .*request\{api=\w+ version=\d+ .*client_id="lag-probe".*request done '
                          r'elapsed_us=\d+$', ln), ln
+
+
+def test_metrics_token_is_required_when_set(fluxo_bin, tmp_path_factory):
+    """With metrics_token, /metrics answers 401 without `Authorization: Bearer <token>`
+    (or with a wrong one) and the metrics with it; /health stays open."""
+    import urllib.error
+    base = tmp_path_factory.mktemp("metrics-token")
+    port = free_port()
+    b = Broker(data_dir=base / "data", log_dir=base / "logs",
+               extra_args=["--metrics-listener", f"127.0.0.1:{port}", "--metrics-token", "s3cret-token"])
+    b.start()
+    try:
+        def get(path: str, token: str | None):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+            if token is not None:
+                req.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+        assert get("/metrics", None)[0] == 401
+        assert get("/metrics", "wrong")[0] == 401
+        status, body = get("/metrics", "s3cret-token")
+        assert status == 200 and "fluxo_connections_accepted_total" in body, body[:500]
+        assert get("/health", None) == (200, "ok\n")
+    finally:
+        b.close()

@@ -248,3 +248,150 @@ def test_wrong_password_is_reported_by_the_clients(sasl_broker, java_cp, mechani
     assert r.returncode != 0
     assert "SaslAuthenticationException" in r.stderr + r.stdout, (r.stdout[-2000:], r.stderr[-3000:])
     assert sasl_broker.running
+
+
+# --- kafka-python over SSL and SASL_SSL -------------------------------------------
+
+def kp_roundtrip(bootstrap: str, conf: dict, tag: str) -> None:
+    """kafka-python produces 6 records to a new topic and reads them back, both with `conf`."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition as KTP
+    topic = unique_topic(f"kp-{tag}")
+    values = [os.urandom(20 + i) for i in range(6)]
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=20000, **conf)
+    try:
+        offsets = [p.send(topic, key=b"k%d" % i, value=v, partition=0).get(timeout=30).offset
+                   for i, v in enumerate(values)]
+    finally:
+        p.close()
+    assert offsets == list(range(6))
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                      request_timeout_ms=20000, **conf)
+    try:
+        tp = KTP(topic, 0)
+        c.assign([tp])
+        c.seek(tp, 0)
+        got, deadline = [], time.monotonic() + 30
+        while len(got) < 6:
+            assert time.monotonic() < deadline, f"read {len(got)} of 6"
+            for msgs in c.poll(timeout_ms=500).values():
+                got.extend((m.offset, m.key, m.value) for m in msgs)
+    finally:
+        c.close()
+    assert got == [(i, b"k%d" % i, v) for i, v in enumerate(values)]
+
+
+def test_kafka_python_over_ssl(tls_broker, certs):
+    kp_roundtrip(f"127.0.0.1:{tls_broker.ports['SSL']}",
+                 {"security_protocol": "SSL", "ssl_cafile": str(certs.ca)}, "ssl")
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_kafka_python_over_sasl_ssl(sasl_broker, certs, mechanism):
+    conf = {"security_protocol": "SASL_SSL", "ssl_cafile": str(certs.ca), "sasl_mechanism": mechanism,
+            "sasl_plain_username": "alice", "sasl_plain_password": "alice-secret"}
+    kp_roundtrip(f"127.0.0.1:{sasl_broker.ports['SASL_SSL']}", conf, mechanism.lower())
+
+
+def test_kafka_python_wrong_password_over_sasl_ssl(sasl_broker, certs, caplog):
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError as KPError
+    conf = {"security_protocol": "SASL_SSL", "ssl_cafile": str(certs.ca), "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "alice", "sasl_plain_password": "wrong"}
+    # kafka-python retries the bootstrap, logging the broker's SASL error each time, then gives up.
+    with pytest.raises(KPError):
+        KafkaProducer(bootstrap_servers=f"127.0.0.1:{sasl_broker.ports['SASL_SSL']}", request_timeout_ms=10000,
+                      max_block_ms=10000, **conf)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "SaslAuthenticationFailedError" in logged and "Authentication failed" in logged, logged[-2000:]
+    assert sasl_broker.running
+
+
+# --- the client certificate names the principal -----------------------------------
+
+def rfc2253_subject(cert) -> str:
+    """The certificate's subject as openssl writes it in RFC 2253 form (the oracle)."""
+    r = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "RFC2253"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().removeprefix("subject=").strip()
+
+
+def test_client_certificate_subject_is_the_principal_acls_name(fluxo_bin, tmp_path_factory, certs):
+    from confluent_kafka import KafkaError, Producer
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient, NewTopic,
+                                       ResourcePatternType, ResourceType)
+    d = tmp_path_factory.mktemp("certprincipal")
+    alice = make_cert(certs.dir, (certs.ca, certs.ca_key), "dn-alice", "alice", False, subject="/O=Acme/OU=eng/CN=alice")
+    bob = make_cert(certs.dir, (certs.ca, certs.ca_key), "dn-bob", "bob", False, subject="/O=Acme/OU=eng/CN=bob")
+    principal = "User:" + rfc2253_subject(alice[0])
+    assert principal == "User:CN=alice,OU=eng,O=Acme"
+    b, ports = secure_broker(d, {"SSL": "SSL", "SASL_PLAINTEXT": "SASL_PLAINTEXT"}, [
+        "--ssl-certificate-pem", str(certs.server), "--ssl-key-pem", str(certs.server_key),
+        "--ssl-client-auth", "required", "--ssl-truststore-pem", str(certs.ca),
+        "--sasl-user", "admin:admin-secret", "--authorizer-enabled", "true", "--super-users", "User:admin"])
+    b.start()
+    try:
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports['SASL_PLAINTEXT']}",
+                             "security.protocol": "sasl_plaintext", "sasl.mechanism": "PLAIN",
+                             "sasl.username": "admin", "sasl.password": "admin-secret"})
+        topic = unique_topic("dn")
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+        acl = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, principal, "*",
+                         AclOperation.ALL, AclPermissionType.ALLOW)
+        group = AclBinding(ResourceType.GROUP, "*", ResourcePatternType.LITERAL, principal, "*",
+                           AclOperation.READ, AclPermissionType.ALLOW)
+        for f in admin.create_acls([acl, group]).values():
+            f.result(30)
+        bootstrap = f"127.0.0.1:{ports['SSL']}"
+        as_alice = {**ssl_conf(certs), "ssl.certificate.location": str(alice[0]), "ssl.key.location": str(alice[1])}
+        rk_produce(bootstrap, topic, [(0, b"k%d" % i, b"from-alice-%d" % i, None) for i in range(3)], conf=as_alice)
+        assert rk_consume(bootstrap, topic, 3, as_alice) == [(i, b"k%d" % i, b"from-alice-%d" % i) for i in range(3)]
+        # bob's certificate is just as valid, but no ACL names his DN.
+        errors = []
+        p = Producer({"bootstrap.servers": bootstrap, **ssl_conf(certs), "ssl.certificate.location": str(bob[0]),
+                      "ssl.key.location": str(bob[1]), "message.timeout.ms": 15000})
+        p.produce(topic, b"from-bob", partition=0, on_delivery=lambda err, msg: errors.append(err))
+        p.flush(30)
+        assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED], errors
+        assert rk_consume(bootstrap, topic, 3, as_alice) == [(i, b"k%d" % i, b"from-alice-%d" % i) for i in range(3)]
+        assert b.running
+    finally:
+        b.close()
+
+
+# --- KIP-368 re-authentication -----------------------------------------------------
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_clients_reauthenticate_before_the_session_expires(fluxo_bin, tmp_path_factory, java_cp, mechanism):
+    """With connections_max_reauth_ms the broker tells clients the session lifetime;
+    librdkafka and the Java client re-authenticate on their open connections, so
+    producing past the lifetime keeps working."""
+    from confluent_kafka import Producer
+    b, ports = secure_broker(tmp_path_factory.mktemp("reauth"), {"SASL_PLAINTEXT": "SASL_PLAINTEXT"}, [
+        "--sasl-user", "alice:alice-secret", "--connections-max-reauth-ms", "1500"])
+    b.start()
+    try:
+        bootstrap = f"127.0.0.1:{ports['SASL_PLAINTEXT']}"
+        topic = unique_topic("reauth")
+        delivered = []
+        p = Producer({"bootstrap.servers": bootstrap, **sasl_conf(mechanism), "linger.ms": 0})
+        start = time.monotonic()
+        i = 0
+        # Keep producing for 4 lifetimes on the same connection.
+        while time.monotonic() - start < 6:
+            p.produce(topic, b"v%d" % i, partition=0, on_delivery=lambda err, msg: delivered.append((err, msg.offset())))
+            p.flush(10)
+            i += 1
+            time.sleep(0.25)  # pacing: a record every 250 ms
+        assert [e for e, _ in delivered] == [None] * i
+        assert [o for _, o in delivered] == list(range(i))
+        log = b.log_path.read_text()
+        assert log.count("SASL authentication succeeded") >= 4, "librdkafka did not re-authenticate"
+        assert "SASL session expired" not in log
+        module = "plain.PlainLoginModule" if mechanism == "PLAIN" else "scram.ScramLoginModule"
+        jaas = f'org.apache.kafka.common.security.{module} required username="alice" password="alice-secret";'
+        java_sasl = ["security.protocol=SASL_PLAINTEXT", f"sasl.mechanism={mechanism}", f"sasl.jaas.config={jaas}"]
+        lines = run_java(java_cp, "ConsumeProbe", bootstrap, topic, str(i), "0:0", *java_sasl)
+        assert [o for o, _, _, _, _ in parse_recs(lines)[0]] == list(range(i))
+    finally:
+        b.close()

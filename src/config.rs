@@ -149,6 +149,13 @@ pub struct Config {
     /// How often a broker pings every other broker on the internal listener, in ms; a peer
     /// missing three pings in a row is suspected dead (`cluster.liveness.interval.ms`).
     pub cluster_liveness_interval_ms: u64,
+    /// When not empty, `/metrics` answers only requests carrying
+    /// `Authorization: Bearer <metrics_token>` (401 otherwise); `/health` stays open.
+    pub metrics_token: String,
+    /// KIP-368 (`connections.max.reauth.ms`): an authentication on a SASL listener
+    /// lasts this long (told to clients as `session_lifetime_ms`); the client must
+    /// re-authenticate before then or its connection is closed. 0: forever.
+    pub connections_max_reauth_ms: u64,
 }
 
 /// How log lines are written.
@@ -176,7 +183,7 @@ impl Default for Config {
             log_format: LogFormat::Plain,
             block_cache_mb: 256,
             write_buffer_mb: 256,
-            metrics_listener: "0.0.0.0:9644".into(),
+            metrics_listener: "127.0.0.1:9644".into(),
             extra_listeners: Vec::new(),
             spare_column_families: 64,
             group_initial_rebalance_delay_ms: 3_000,
@@ -219,6 +226,8 @@ impl Default for Config {
             internal_advertised_listener: String::new(),
             cluster_seeds: Vec::new(),
             cluster_liveness_interval_ms: 100,
+            metrics_token: String::new(),
+            connections_max_reauth_ms: 0,
         }
     }
 }
@@ -409,6 +418,12 @@ pub struct Cli {
     /// Interval of the liveness pings between brokers, in ms.
     #[arg(long, env = "FLUXO_CLUSTER_LIVENESS_INTERVAL_MS")]
     pub cluster_liveness_interval_ms: Option<u64>,
+    /// Bearer token /metrics requires (empty: none).
+    #[arg(long, env = "FLUXO_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Re-authentication interval of SASL sessions in ms (0: never).
+    #[arg(long, env = "FLUXO_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -515,7 +530,9 @@ impl Config {
             internal_listener,
             internal_advertised_listener,
             cluster_seeds,
-            cluster_liveness_interval_ms
+            cluster_liveness_interval_ms,
+            metrics_token,
+            connections_max_reauth_ms
         );
         config.validate()?;
         Ok(config)
@@ -552,6 +569,12 @@ impl Config {
         }
         if !self.metrics_listener.is_empty() && self.metrics_listener.parse::<SocketAddr>().is_err() {
             return Err(invalid("metrics_listener", "expected ip:port, or empty to disable"));
+        }
+        if self.metrics_token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("metrics_token", "must not contain spaces or control characters"));
+        }
+        if self.connections_max_reauth_ms > i64::MAX as u64 {
+            return Err(invalid("connections_max_reauth_ms", "too large"));
         }
         for extra in &self.extra_listeners {
             if parse_extra_listener(extra).is_none() {

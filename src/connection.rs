@@ -81,7 +81,7 @@ pub async fn serve(
     broker.metrics().connections.inc();
     broker.metrics().connections_accepted.inc();
     let _open = scopeguard(&broker);
-    let session = Session { endpoint, peer, listener: listener.clone(), sasl: Default::default() };
+    let mut session = Session { endpoint, peer, listener: listener.clone(), sasl: Default::default(), tls_principal: None };
     let Some(tls) = &listener.tls else {
         let (reader, writer) = socket.into_split();
         return serve_stream(broker, session, reader, writer, shutdown, settings).await;
@@ -102,6 +102,21 @@ pub async fn serve(
         client_certificate = stream.get_ref().1.peer_certificates().is_some(),
         "TLS established"
     );
+    // On SSL listeners a client certificate names the principal (SASL does on SASL_SSL).
+    if listener.protocol == crate::security::SecurityProtocol::Ssl {
+        if let Some(certificate) = stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+            match crate::security::tls::principal_from_certificate(certificate) {
+                Ok(principal) => {
+                    tracing::debug!(%peer, %principal, "client certificate principal");
+                    session.tls_principal = Some(principal.into());
+                }
+                Err(e) => {
+                    tracing::info!(%peer, listener = %listener.name, error = %e, "unreadable client certificate: closing connection");
+                    return;
+                }
+            }
+        }
+    }
     let (reader, writer) = tokio::io::split(stream);
     serve_stream(broker, session, reader, writer, shutdown, settings).await
 }
@@ -263,6 +278,11 @@ fn admitted(session: &Session, api_key: ApiKey) -> Result<(), ConnectionError> {
     }
     let sasl = session.sasl.lock();
     let pre_auth = matches!(api_key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+    // KIP-368: once the session has expired only a re-authentication may follow.
+    if sasl.expired(Instant::now()) && !matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+        tracing::info!(peer = %session.peer, api_key = api_key as i16, "SASL session expired without re-authentication");
+        return Err(ConnectionError::NotAuthenticated { api_key: api_key as i16 });
+    }
     if sasl.is_authenticated() || (pre_auth && !sasl.has_failed()) {
         Ok(())
     } else {

@@ -66,7 +66,7 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listeners = match fluxo::security::bind_listeners(broker.config()).await {
+    let listeners = match fluxo::security::bind_listeners(broker.config(), broker.scram_users()).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("fluxo: {e}");
@@ -107,6 +107,9 @@ async fn run(config: Config) -> ExitCode {
         match TcpListener::bind(&addr).await {
             Ok(l) => {
                 tracing::info!(metrics = %addr, "metrics endpoint started");
+                if let Ok(bound) = l.local_addr() {
+                    fluxo::http::warn_if_exposed(&bound, &broker.config().metrics_token);
+                }
                 tokio::spawn(fluxo::http::serve(broker.clone(), l));
             }
             // Metrics are not worth refusing Kafka traffic for (a second local

@@ -86,6 +86,8 @@ fn process_frame(frame: Bytes) -> Result<(), String> {
         CreateAcls => CreateAclsRequest,
         DescribeAcls => DescribeAclsRequest,
         DeleteAcls => DeleteAclsRequest,
+        DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+        AlterUserScramCredentials => AlterUserScramCredentialsRequest,
     );
     if let Some(produce) = produce? {
         for topic in produce.topic_data {
@@ -553,6 +555,27 @@ fn seed_request(api: ApiKey, version: i16, codec: u8) -> Option<Vec<u8>> {
                 .with_pattern_type_filter(1)
                 .with_operation(1)
                 .with_permission_type(1)]),
+        ),
+        ApiKey::DescribeUserScramCredentials => frame(
+            api,
+            version,
+            &DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                m::describe_user_scram_credentials_request::UserName::default().with_name(StrBytes::from_static_str("alice")),
+            ])),
+        ),
+        ApiKey::AlterUserScramCredentials => frame(
+            api,
+            version,
+            &AlterUserScramCredentialsRequest::default()
+                .with_deletions(vec![m::alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                    .with_name(StrBytes::from_static_str("bob"))
+                    .with_mechanism(1)])
+                .with_upsertions(vec![m::alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                    .with_name(StrBytes::from_static_str("alice"))
+                    .with_mechanism(2)
+                    .with_iterations(4096)
+                    .with_salt(Bytes::from_static(b"0123456789abcdef"))
+                    .with_salted_password(Bytes::from_static(&[7u8; 64]))]),
         ),
         _ => None,
     }

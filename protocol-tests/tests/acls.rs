@@ -497,3 +497,158 @@ fn kip848_heartbeat_and_leader_epochs_are_authorized() {
     drop(broker);
     assert_no_panic(dir.path());
 }
+
+#[test]
+fn offset_fetch_delete_and_authorized_operations_follow_acls() {
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
+    use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+    use kafka_protocol::messages::{
+        DescribeClusterRequest, DescribeGroupsRequest, GroupId, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    };
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const DELETE: i8 = 6;
+    const OMITTED: i32 = i32::MIN;
+    let bits = |ops: &[i8]| ops.iter().fold(0i32, |b, op| b | (1 << op));
+    // Kafka's supported operations: topic read, write, create, delete, alter,
+    // describe, describe/alter configs; cluster create, alter, describe, cluster
+    // action, describe/alter configs, idempotent write; group read, delete, describe.
+    let all_topic = bits(&[3, 4, 5, 6, 7, 8, 10, 11]);
+    let all_cluster = bits(&[5, 7, 8, 9, 10, 11, 12]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    create_topic(&mut admin, "t1");
+    create_topic(&mut admin, "t2");
+    let commit = OffsetCommitRequest::default().with_group_id(GroupId(sb("g1"))).with_generation_id_or_member_epoch(-1).with_topics(
+        [("t1", 5), ("t2", 6)]
+            .iter()
+            .map(|(t, o)| {
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(t))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(*o)])
+            })
+            .collect(),
+    );
+    let r = admin.call(8, &commit);
+    assert!(r.topics.iter().all(|t| t.partitions[0].error_code == 0), "{r:?}");
+    assert_eq!(
+        create_acls(
+            &mut admin,
+            vec![
+                creation(TOPIC, "t1", LITERAL, "User:alice", READ, ALLOW),
+                creation(GROUP, "g1", LITERAL, "User:alice", READ, ALLOW),
+                creation(GROUP, "g1", LITERAL, "User:alice", DELETE, ALLOW),
+            ]
+        ),
+        vec![0, 0, 0]
+    );
+    let mut alice = login(&broker, "alice");
+
+    // OffsetFetch v7 by name: t2 is refused per partition, t1 answered.
+    let named = |ts: &[&str]| {
+        Some(
+            ts.iter()
+                .map(|t| OffsetFetchRequestTopic::default().with_name(topic_name(t)).with_partition_indexes(vec![0]))
+                .collect(),
+        )
+    };
+    let by_topic = |r: &kafka_protocol::messages::OffsetFetchResponse| {
+        let mut v: Vec<(String, i16, i64)> = r
+            .topics
+            .iter()
+            .map(|t| (t.name.to_string(), t.partitions[0].error_code, t.partitions[0].committed_offset))
+            .collect();
+        v.sort();
+        v
+    };
+    let req = OffsetFetchRequest::default().with_group_id(GroupId(sb("g1"))).with_topics(named(&["t1", "t2"]));
+    let r = alice.call(7, &req);
+    assert_eq!(r.error_code, 0);
+    assert_eq!(by_topic(&r), vec![("t1".to_string(), 0, 5), ("t2".to_string(), TOPIC_AUTHORIZATION_FAILED, -1)]);
+    // v1 (no top-level error) the same; all topics: t2 is hidden.
+    assert_eq!(by_topic(&alice.call(1, &req)), vec![("t1".to_string(), 0, 5), ("t2".to_string(), TOPIC_AUTHORIZATION_FAILED, -1)]);
+    let all = OffsetFetchRequest::default().with_group_id(GroupId(sb("g1"))).with_topics(None);
+    assert_eq!(by_topic(&alice.call(7, &all)), vec![("t1".to_string(), 0, 5)]);
+    assert_eq!(by_topic(&admin.call(7, &all)), vec![("t1".to_string(), 0, 5), ("t2".to_string(), 0, 6)]);
+    // v8 (groups): per partition too.
+    let v8 = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(GroupId(sb("g1"))).with_topics(
+        Some(
+            ["t1", "t2"]
+                .iter()
+                .map(|t| OffsetFetchRequestTopics::default().with_name(topic_name(t)).with_partition_indexes(vec![0]))
+                .collect(),
+        ),
+    )]);
+    let r = alice.call(8, &v8);
+    let mut got: Vec<(String, i16, i64)> = r.groups[0]
+        .topics
+        .iter()
+        .map(|t| (t.name.to_string(), t.partitions[0].error_code, t.partitions[0].committed_offset))
+        .collect();
+    got.sort();
+    assert_eq!((r.groups[0].error_code, got), (0, vec![("t1".to_string(), 0, 5), ("t2".to_string(), TOPIC_AUTHORIZATION_FAILED, -1)]));
+
+    // OffsetDelete: TOPIC READ per topic; unknown topics answer UNKNOWN_TOPIC_OR_PARTITION.
+    let delete = |c: &mut Client, ts: &[&str]| {
+        let r = c.call(
+            0,
+            &OffsetDeleteRequest::default().with_group_id(GroupId(sb("g1"))).with_topics(
+                ts.iter()
+                    .map(|t| {
+                        OffsetDeleteRequestTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(vec![OffsetDeleteRequestPartition::default().with_partition_index(0)])
+                    })
+                    .collect(),
+            ),
+        );
+        assert_eq!(r.error_code, 0, "{r:?}");
+        r.topics.iter().map(|t| (t.name.to_string(), t.partitions[0].error_code)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        delete(&mut alice, &["t1", "t2", "nope"]),
+        vec![("t1".to_string(), 0), ("t2".to_string(), TOPIC_AUTHORIZATION_FAILED), ("nope".to_string(), TOPIC_AUTHORIZATION_FAILED)]
+    );
+    assert_eq!(delete(&mut admin, &["nope"]), vec![("nope".to_string(), UNKNOWN_TOPIC_OR_PARTITION)]);
+    assert_eq!(by_topic(&admin.call(7, &all)), vec![("t2".to_string(), 0, 6)], "only t1's offset was deleted");
+
+    // Authorized operations: computed from the ACLs, MIN when not asked for.
+    let metadata = |c: &mut Client, include: bool| {
+        c.call(
+            10,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name("t1")))]))
+                .with_include_cluster_authorized_operations(include)
+                .with_include_topic_authorized_operations(include),
+        )
+    };
+    let r = metadata(&mut alice, true);
+    assert_eq!((r.topics[0].topic_authorized_operations, r.cluster_authorized_operations), (bits(&[READ, 8]), 0));
+    let r = metadata(&mut admin, true);
+    assert_eq!((r.topics[0].topic_authorized_operations, r.cluster_authorized_operations), (all_topic, all_cluster));
+    let r = metadata(&mut alice, false);
+    assert_eq!((r.topics[0].topic_authorized_operations, r.cluster_authorized_operations), (OMITTED, OMITTED));
+    let groups = |c: &mut Client, include: bool| {
+        let r = c.call(
+            5,
+            &DescribeGroupsRequest::default().with_groups(vec![GroupId(sb("g1"))]).with_include_authorized_operations(include),
+        );
+        (r.groups[0].error_code, r.groups[0].authorized_operations)
+    };
+    assert_eq!(groups(&mut alice, true), (0, bits(&[READ, DELETE, 8])));
+    assert_eq!(groups(&mut alice, false), (0, OMITTED));
+    let cluster = |c: &mut Client| {
+        c.call(0, &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true)).cluster_authorized_operations
+    };
+    assert_eq!(cluster(&mut alice), 0);
+    assert_eq!(cluster(&mut admin), all_cluster);
+    assert_eq!(create_acls(&mut admin, vec![creation(CLUSTER, "kafka-cluster", LITERAL, "User:alice", 8, ALLOW)]), vec![0]);
+    assert_eq!(cluster(&mut alice), bits(&[8]));
+    assert_eq!(metadata(&mut alice, true).cluster_authorized_operations, bits(&[8]));
+    drop(alice);
+    drop(admin);
+    drop(broker);
+    assert_no_panic(dir.path());
+}

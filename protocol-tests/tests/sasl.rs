@@ -27,14 +27,15 @@ struct Broker {
     child: Child,
     plain: SocketAddr,
     sasl: SocketAddr,
-    _dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let log = std::fs::read_to_string(self._dir.path().join("broker.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         assert!(!log.contains("panicked at"), "the broker panicked:\n{log}");
     }
 }
@@ -45,15 +46,24 @@ fn free_port() -> u16 {
 
 fn start() -> Broker {
     let dir = tempfile::tempdir().unwrap();
+    let mut broker = start_at(dir.path(), &[]);
+    broker._dir = Some(dir);
+    broker
+}
+
+/// A broker on `dir` (data and log) with the users alice and c=d, and `extra` flags.
+fn start_at(dir: &std::path::Path, extra: &[&str]) -> Broker {
     let (plain, sasl) = (free_port(), free_port());
-    let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
+    let log_path = dir.join("broker.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
     let child = Command::new(fluxo_bin())
         .args(["--listeners", &format!("PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}")])
         .args(["--sasl-user", "alice:alice-secret", "--sasl-user", "c=d:p=ss:w0rd"])
         .args(["--connection-failed-authentication-delay-ms", &FAILURE_DELAY_MS.to_string()])
         .args(["--metrics-listener", "", "--auto-create-topics", "true"])
+        .args(extra)
         .arg("--data-dir")
-        .arg(dir.path().join("data"))
+        .arg(dir.join("data"))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -62,7 +72,8 @@ fn start() -> Broker {
         child,
         plain: format!("127.0.0.1:{plain}").parse().unwrap(),
         sasl: format!("127.0.0.1:{sasl}").parse().unwrap(),
-        _dir: dir,
+        log: log_path,
+        _dir: None,
     };
     for addr in [broker.plain, broker.sasl] {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -231,4 +242,181 @@ fn plaintext_listener_needs_no_authentication_and_refuses_sasl() {
     assert_eq!(handshake(&mut c, 1, "PLAIN").0, ILLEGAL_SASL_STATE);
     assert_eq!(authenticate(&mut c, 2, b"\0alice\0alice-secret").0, ILLEGAL_SASL_STATE);
     assert_serves(&mut c, "sasl-plaintext-listener");
+}
+
+/// PBKDF2 of `password` as a client computes it for AlterUserScramCredentials.
+fn salted_password(sha512: bool, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    if sha512 {
+        pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password.as_bytes(), salt, iterations).to_vec()
+    } else {
+        pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations).to_vec()
+    }
+}
+
+#[test]
+fn scram_users_are_altered_and_described_at_run_time_and_survive_a_restart() {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion};
+    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+    use kafka_protocol::messages::{AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest};
+    const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    const RESOURCE_NOT_FOUND: i16 = 91;
+    const DUPLICATE_RESOURCE: i16 = 92;
+    const UNACCEPTABLE_CREDENTIAL: i16 = 93;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--sasl-user", "admin:admin-secret", "--authorizer-enabled", "true", "--super-users", "User:admin"];
+    let b = start_at(dir.path(), &flags);
+    let login = |addr: SocketAddr, mechanism: &str, user: &str, password: &str| {
+        let mut c = Client::connect(addr);
+        let code = if mechanism == "PLAIN" {
+            assert_eq!(handshake(&mut c, 1, mechanism).0, 0);
+            authenticate(&mut c, 2, format!("\0{user}\0{password}").as_bytes()).0
+        } else {
+            scram(&mut c, mechanism, user, password)
+        };
+        (code, c)
+    };
+    let describe = |c: &mut Client, users: Option<&[&str]>| {
+        let r = c.call(
+            0,
+            &DescribeUserScramCredentialsRequest::default()
+                .with_users(users.map(|us| us.iter().map(|u| UserName::default().with_name(sb(u))).collect())),
+        );
+        let results: Vec<(String, i16, Vec<(i8, i32)>)> = r
+            .results
+            .iter()
+            .map(|x| (x.user.to_string(), x.error_code, x.credential_infos.iter().map(|i| (i.mechanism, i.iterations)).collect()))
+            .collect();
+        (r.error_code, results)
+    };
+    let both = vec![(1, 4096), (2, 4096)];
+    let (code, mut admin) = login(b.sasl, "PLAIN", "admin", "admin-secret");
+    assert_eq!(code, 0);
+    assert_eq!(
+        describe(&mut admin, None),
+        (0, vec![("admin".to_string(), 0, both.clone()), ("alice".to_string(), 0, both.clone()), ("c=d".to_string(), 0, both.clone())])
+    );
+    // Without ALTER / DESCRIBE on the cluster: refused.
+    let (_, mut alice) = login(b.sasl, "PLAIN", "alice", "alice-secret");
+    assert_eq!(describe(&mut alice, None).0, CLUSTER_AUTHORIZATION_FAILED);
+    let upsert = |user: &str, mechanism: i8, iterations: i32, password: &str| {
+        let salt = format!("salt-of-{user}").into_bytes();
+        ScramCredentialUpsertion::default()
+            .with_name(sb(user))
+            .with_mechanism(mechanism)
+            .with_iterations(iterations)
+            .with_salted_password(salted_password(mechanism == 2, password, &salt, iterations.max(1) as u32).into())
+            .with_salt(salt.into())
+    };
+    let alter = |c: &mut Client, deletions: Vec<ScramCredentialDeletion>, upsertions: Vec<ScramCredentialUpsertion>| {
+        let r = c.call(0, &AlterUserScramCredentialsRequest::default().with_deletions(deletions).with_upsertions(upsertions));
+        r.results.iter().map(|x| (x.user.to_string(), x.error_code)).collect::<Vec<_>>()
+    };
+    let deletion = |user: &str, mechanism: i8| ScramCredentialDeletion::default().with_name(sb(user)).with_mechanism(mechanism);
+    assert_eq!(alter(&mut alice, vec![], vec![upsert("bob", 2, 8192, "bob-secret")]), vec![("bob".to_string(), CLUSTER_AUTHORIZATION_FAILED)]);
+    assert_eq!(login(b.sasl, "SCRAM-SHA-512", "bob", "bob-secret").0, SASL_AUTHENTICATION_FAILED, "not created by alice");
+
+    // Kafka's checks, user by user: valid changes first, then the refused ones.
+    let results = alter(
+        &mut admin,
+        vec![deletion("nobody", 1), deletion("alice", 1)],
+        vec![
+            upsert("bob", 2, 8192, "bob-secret"),
+            upsert("carol", 1, 1000, "x"),
+            upsert("dave", 3, 4096, "x"),
+            upsert("eve", 2, 20000, "x"),
+            upsert("alice", 2, 4096, "x"),
+        ],
+    );
+    assert_eq!(
+        results,
+        vec![
+            ("bob".to_string(), 0),
+            ("nobody".to_string(), RESOURCE_NOT_FOUND),
+            ("carol".to_string(), UNACCEPTABLE_CREDENTIAL),
+            ("dave".to_string(), UNSUPPORTED_SASL_MECHANISM),
+            ("eve".to_string(), UNACCEPTABLE_CREDENTIAL),
+            ("alice".to_string(), DUPLICATE_RESOURCE),
+        ]
+    );
+    assert_eq!(login(b.sasl, "SCRAM-SHA-512", "bob", "bob-secret").0, 0);
+    assert_eq!(login(b.sasl, "PLAIN", "bob", "bob-secret").0, 0, "PLAIN against bob's SHA-512 credential");
+    assert_eq!(login(b.sasl, "SCRAM-SHA-512", "bob", "wrong").0, SASL_AUTHENTICATION_FAILED);
+    assert_eq!(login(b.sasl, "SCRAM-SHA-256", "bob", "bob-secret").0, SASL_AUTHENTICATION_FAILED, "no SHA-256 credential");
+    assert_eq!(login(b.sasl, "SCRAM-SHA-256", "alice", "alice-secret").0, 0, "alice's refused change left her as she was");
+    assert_eq!(
+        describe(&mut admin, Some(&["bob", "nobody", "alice", "alice"])),
+        (
+            0,
+            vec![
+                ("bob".to_string(), 0, vec![(2, 8192)]),
+                ("nobody".to_string(), RESOURCE_NOT_FOUND, vec![]),
+                ("alice".to_string(), DUPLICATE_RESOURCE, vec![]),
+            ]
+        )
+    );
+    drop(admin);
+    drop(alice);
+
+    // Stored: bob is there after a restart; then deleted, he cannot log in.
+    drop(b);
+    let b = start_at(dir.path(), &flags);
+    assert_eq!(login(b.sasl, "SCRAM-SHA-512", "bob", "bob-secret").0, 0, "bob after a restart");
+    let (_, mut admin) = login(b.sasl, "SCRAM-SHA-256", "admin", "admin-secret");
+    assert_eq!(describe(&mut admin, Some(&["bob"])), (0, vec![("bob".to_string(), 0, vec![(2, 8192)])]));
+    assert_eq!(alter(&mut admin, vec![deletion("bob", 2)], vec![]), vec![("bob".to_string(), 0)]);
+    assert_eq!(login(b.sasl, "SCRAM-SHA-512", "bob", "bob-secret").0, SASL_AUTHENTICATION_FAILED);
+    assert_eq!(describe(&mut admin, Some(&["bob"])).1[0].1, RESOURCE_NOT_FOUND);
+    drop(admin);
+    drop(b);
+    let b = start_at(dir.path(), &flags);
+    assert_eq!(login(b.sasl, "SCRAM-SHA-512", "bob", "bob-secret").0, SASL_AUTHENTICATION_FAILED, "deletion is stored");
+}
+
+#[test]
+fn kip368_sessions_expire_unless_the_client_reauthenticates() {
+    const LIFETIME_MS: i64 = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let b = start_at(dir.path(), &["--connections-max-reauth-ms", &LIFETIME_MS.to_string()]);
+    // The step that completes an authentication carries the session lifetime (v1+).
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    let (code, _, _, lifetime) = authenticate(&mut c, 2, b"\0alice\0alice-secret");
+    assert_eq!((code, lifetime), (0, LIFETIME_MS));
+    assert_serves(&mut c, "reauth-1");
+    // Re-authentication on the same connection: same user and mechanism.
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    let (code, _, _, lifetime) = authenticate(&mut c, 1, b"\0alice\0alice-secret");
+    assert_eq!((code, lifetime), (0, LIFETIME_MS));
+    assert_serves(&mut c, "reauth-2");
+    // SCRAM re-authenticates the same way.
+    let mut s = Client::connect(b.sasl);
+    assert_eq!(scram(&mut s, "SCRAM-SHA-512", "alice", "alice-secret"), 0);
+    assert_eq!(scram(&mut s, "SCRAM-SHA-512", "alice", "alice-secret"), 0, "SCRAM re-authentication");
+    assert_serves(&mut s, "reauth-scram");
+    // Another principal is refused, and the connection is done.
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    assert_eq!(authenticate(&mut c, 2, b"\0c=d\0p=ss:w0rd").0, SASL_AUTHENTICATION_FAILED);
+    c.send(12, &MetadataRequest::default().with_topics(Some(vec![])));
+    c.expect_closed("request after a re-authentication as someone else");
+    // Without re-authentication the connection is closed once the session expired:
+    // requests are served until then.
+    let mut c = Client::connect(b.sasl);
+    assert_eq!(handshake(&mut c, 1, "PLAIN").0, 0);
+    let authenticated = Instant::now();
+    assert_eq!(authenticate(&mut c, 2, b"\0alice\0alice-secret").0, 0);
+    let deadline = authenticated + Duration::from_secs(20);
+    let closed_after = loop {
+        assert!(Instant::now() < deadline, "the expired session was never closed");
+        let sent = Instant::now();
+        let id = c.send(12, &MetadataRequest::default().with_topics(Some(vec![])));
+        match c.read_frame() {
+            Ok(frame) => {
+                let r = protocol_tests::decode_response::<MetadataRequest>(frame, 12, id);
+                assert_eq!(r.brokers.len(), 1);
+            }
+            Err(_) => break sent.duration_since(authenticated),
+        }
+        std::thread::sleep(Duration::from_millis(100)); // request pacing, not synchronisation
+    };
+    assert!(closed_after >= Duration::from_millis(LIFETIME_MS as u64 - 50), "closed after {closed_after:?}");
 }

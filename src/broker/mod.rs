@@ -11,6 +11,7 @@
 //! - Topics: lookup, creation, deletion, configs ([`TopicRef`], [`TopicPolicy`]).
 
 mod acl;
+pub mod scram;
 mod error;
 mod fetch;
 mod partition;
@@ -50,6 +51,7 @@ pub struct Broker {
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     acls: acl::Acls,
+    scram: scram::Scram,
 }
 
 impl Broker {
@@ -70,6 +72,7 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&store)?;
         check_or_store_node_id(&store, config.node_id)?;
         let acls = acl::Acls::load(store.clone(), &config)?;
+        let scram = scram::Scram::load(store.clone(), &config)?;
         Ok(Arc::new(Broker {
             config,
             store,
@@ -80,6 +83,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             metrics: Arc::new(Metrics::default()),
             acls,
+            scram,
         }))
     }
 

@@ -9,9 +9,15 @@ use crate::security::acl::{AuthorizationError, Operation, ResourceType, ANONYMOU
 
 use super::Session;
 
-/// The connection's principal: `User:<sasl user>`, or `User:ANONYMOUS`.
+/// The connection's principal: `User:<sasl user>`, `User:<certificate subject DN>`
+/// on an SSL listener with a client certificate, or `User:ANONYMOUS`.
 pub fn principal(session: &Session) -> String {
-    session.sasl.lock().principal().unwrap_or_else(|| ANONYMOUS.to_string())
+    session
+        .sasl
+        .lock()
+        .principal()
+        .or_else(|| session.tls_principal.as_deref().map(str::to_string))
+        .unwrap_or_else(|| ANONYMOUS.to_string())
 }
 
 /// The connection's client address as ACL hosts name it.
@@ -84,4 +90,33 @@ pub fn check_config_resource(
         4 | 8 => check_cluster(broker, session, operation),
         _ => Ok(()),
     }
+}
+
+/// Kafka's authorized-operations bit field when the client did not ask for it.
+pub const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// The operations the connection may do on resource `name` of type `kind`, as
+/// Kafka's authorized-operations bit field (bit `1 << code` per allowed
+/// operation, among those the resource type supports); every supported one when
+/// the authorizer is off, as Kafka without an authorizer answers.
+pub fn authorized_operations(broker: &Broker, session: &Session, kind: ResourceType, name: &str) -> i32 {
+    kind.supported_operations()
+        .iter()
+        .filter(|op| allowed_quietly(broker, session, **op, kind, name))
+        .fold(0i32, |bits, op| bits | (1i32 << (*op as i32)))
+}
+
+/// [`authorized_operations`] if `wanted`, else [`OPERATIONS_OMITTED`].
+pub fn operations_if(wanted: bool, broker: &Broker, session: &Session, kind: ResourceType, name: &str) -> i32 {
+    if wanted {
+        authorized_operations(broker, session, kind, name)
+    } else {
+        OPERATIONS_OMITTED
+    }
+}
+
+/// [`allowed`] without the debug line: asking what is allowed is not a refusal.
+fn allowed_quietly(broker: &Broker, session: &Session, operation: Operation, kind: ResourceType, name: &str) -> bool {
+    let authorizer = broker.authorizer();
+    !authorizer.enabled() || authorizer.authorize(&principal(session), &host(session), operation, kind, name)
 }

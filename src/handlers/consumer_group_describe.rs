@@ -8,7 +8,6 @@ use kafka_protocol::messages::consumer_group_describe_response::{Assignment, Des
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::describe_groups::ALL_GROUP_OPERATIONS;
 use super::error::KafkaError;
 use super::Versions;
 use crate::broker::Broker;
@@ -34,7 +33,7 @@ use crate::security::acl::{Operation, ResourceType};
 
 /// Describes each KIP-848 group the client may describe (GROUP DESCRIBE).
 pub async fn handle(broker: Arc<Broker>, session: super::Session, request: ConsumerGroupDescribeRequest, version: i16) -> ConsumerGroupDescribeResponse {
-    let ops = if request.include_authorized_operations { ALL_GROUP_OPERATIONS } else { i32::MIN };
+    let wanted = request.include_authorized_operations;
     let groups = request
         .group_ids
         .into_iter()
@@ -67,19 +66,18 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Consu
                     })
                     .collect();
                 DescribedGroup::default()
-                    .with_group_id(id)
                     .with_group_state(StrBytes::from_string(d.state))
                     .with_group_epoch(d.group_epoch)
                     .with_assignment_epoch(d.assignment_epoch)
                     .with_assignor_name(StrBytes::from_string(d.assignor))
                     .with_members(members)
-                    .with_authorized_operations(ops)
+                    .with_authorized_operations(super::auth::operations_if(wanted, &broker, &session, ResourceType::Group, id.as_str()))
+                    .with_group_id(id)
             }
             Err(e) => DescribedGroup::default()
                 .with_group_id(id)
                 .with_error_code(e.code())
-                .with_error_message(Some(StrBytes::from_string(e.to_string())))
-                .with_authorized_operations(ops),
+                .with_error_message(Some(StrBytes::from_string(e.to_string()))),
         })
         .collect();
     ConsumerGroupDescribeResponse::default().with_groups(groups)

@@ -7,9 +7,9 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::metadata::ALL_CLUSTER_OPERATIONS;
-use super::Versions;
-use crate::broker::{Broker, Endpoint};
+use super::{auth, Session, Versions};
+use crate::broker::Broker;
+use crate::security::acl::{ResourceType, CLUSTER_NAME};
 
 const ENDPOINT_BROKERS: i8 = 1;
 
@@ -19,7 +19,7 @@ pub const VERSIONS: Versions = Versions::new(0, 2);
 /// Describes the (single-node) cluster.
 pub async fn handle(
     broker: Arc<Broker>,
-    endpoint: Arc<Endpoint>,
+    session: Session,
     request: DescribeClusterRequest,
     version: i16,
 ) -> DescribeClusterResponse {
@@ -27,11 +27,14 @@ pub async fn handle(
         .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_string()))
         .with_controller_id(BrokerId(broker.node_id()))
         .with_endpoint_type(ENDPOINT_BROKERS)
-        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            ALL_CLUSTER_OPERATIONS
-        } else {
-            i32::MIN
-        });
+        .with_cluster_authorized_operations(auth::operations_if(
+            request.include_cluster_authorized_operations,
+            &broker,
+            &session,
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+        ));
+    let endpoint = &session.endpoint;
     if version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
         return response
             .with_error_code(ResponseError::MismatchedEndpointType.code())

@@ -11,9 +11,7 @@ use super::error::KafkaError;
 use super::Versions;
 use crate::broker::Broker;
 use crate::error::GroupError;
-
-/// Operations a client may perform on a group without ACLs: read, delete, describe.
-pub const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+use crate::security::acl::{Operation, ResourceType};
 
 /// The DescribeGroups versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(0, 6);
@@ -24,7 +22,6 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Descr
         .groups
         .into_iter()
         .map(|id| {
-            use crate::security::acl::{Operation, ResourceType};
             if let Err(e) = super::auth::check(&broker, &session, Operation::Describe, ResourceType::Group, id.as_str()) {
                 return DescribedGroup::default().with_group_id(id).with_error_code(e.code());
             }
@@ -73,7 +70,9 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Descr
             };
             let described = described.with_group_id(id);
             if version >= 3 && request.include_authorized_operations {
-                described.with_authorized_operations(ALL_GROUP_OPERATIONS)
+                // Kafka's bit field of what the principal may do on the group.
+                let ops = super::auth::authorized_operations(&broker, &session, ResourceType::Group, described.group_id.as_str());
+                described.with_authorized_operations(ops)
             } else {
                 described
             }

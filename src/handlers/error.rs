@@ -166,3 +166,18 @@ impl KafkaError for crate::security::acl::AclError {
         ResponseError::InvalidRequest
     }
 }
+
+impl KafkaError for crate::security::sasl::ScramUserError {
+    fn kafka_error(&self) -> ResponseError {
+        use crate::security::sasl::ScramUserError;
+        match self {
+            ScramUserError::UnknownMechanism(_) => ResponseError::UnsupportedSaslMechanism,
+            ScramUserError::TooFewIterations
+            | ScramUserError::TooManyIterations
+            | ScramUserError::EmptyUser
+            | ScramUserError::EmptyCredential => ResponseError::UnacceptableCredential,
+            ScramUserError::DeleteNotFound | ScramUserError::DescribeNotFound(_) => ResponseError::ResourceNotFound,
+            ScramUserError::AlteredTwice | ScramUserError::DescribedTwice(_) => ResponseError::DuplicateResource,
+        }
+    }
+}

@@ -15,15 +15,6 @@ use super::{auth, Session, Versions};
 use crate::security::acl::{AuthorizationError, Operation, ResourceType};
 use crate::broker::{Broker, Endpoint, Topic, TopicRef};
 
-/// Authorized-operations value meaning "not requested".
-const OPERATIONS_OMITTED: i32 = i32::MIN;
-/// Without ACLs every topic operation is allowed: read, write, create, delete,
-/// alter, describe, describe/alter configs.
-const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-/// Cluster operations: create, alter, describe, cluster action, describe/alter
-/// configs, idempotent write, create/describe tokens.
-pub const ALL_CLUSTER_OPERATIONS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14);
 
 /// The Metadata versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(0, 13);
@@ -33,7 +24,8 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: MetadataRequ
     let endpoint = session.endpoint.clone();
     let describable = |name: &str| auth::allowed(&broker, &session, Operation::Describe, ResourceType::Topic, name);
     let auto_create = broker.config().auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-    let topic_ops = if request.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_OMITTED };
+    // Kafka's bit field of what the principal may do on each topic, when asked for.
+    let ops = |name: &str| auth::operations_if(request.include_topic_authorized_operations, &broker, &session, ResourceType::Topic, name);
     let wanted = match request.topics {
         None => None,
         Some(list) if list.is_empty() && version == 0 => None,
@@ -45,7 +37,7 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: MetadataRequ
             .all_topics()
             .iter()
             .filter(|t| describable(&t.name))
-            .map(|t| describe(&broker, t, topic_ops, version))
+            .map(|t| describe(&broker, t, ops(&t.name), version))
             .collect(),
         Some(list) => list
             .into_iter()
@@ -59,14 +51,15 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: MetadataRequ
                     };
                     let missing = || broker.topic(TopicRef::Name(name)).is_err();
                     if !describable(name) || (auto_create && missing() && !may_create()) {
-                        refused(Some(name), Uuid::nil(), topic_ops)
+                        refused(Some(name), Uuid::nil())
                     } else {
-                        by_name(&broker, name, auto_create, topic_ops, version)
+                        by_name(&broker, name, auto_create, ops(name), version)
                     }
                 }
                 None => match broker.topic(TopicRef::Id(wanted.topic_id)) {
-                    Ok(t) if !describable(&t.name) => refused(None, wanted.topic_id, topic_ops),
-                    _ => by_id(&broker, wanted.topic_id, topic_ops, version),
+                    Ok(t) if !describable(&t.name) => refused(None, wanted.topic_id),
+                    Ok(t) => by_id(&broker, wanted.topic_id, ops(&t.name), version),
+                    Err(_) => by_id(&broker, wanted.topic_id, auth::OPERATIONS_OMITTED, version),
                 },
             })
             .collect(),
@@ -79,11 +72,20 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: MetadataRequ
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_string()));
     }
     response
-        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            ALL_CLUSTER_OPERATIONS
-        } else {
-            OPERATIONS_OMITTED
-        })
+        .with_cluster_authorized_operations(cluster_operations(&broker, &session, request.include_cluster_authorized_operations))
+}
+
+/// The cluster's authorized operations (v8–10) when asked for: 0 without
+/// DESCRIBE on the cluster, as Kafka answers.
+fn cluster_operations(broker: &Broker, session: &Session, wanted: bool) -> i32 {
+    let cluster = crate::security::acl::CLUSTER_NAME;
+    if !wanted {
+        auth::OPERATIONS_OMITTED
+    } else if !auth::allowed(broker, session, Operation::Describe, ResourceType::Cluster, cluster) {
+        0
+    } else {
+        auth::authorized_operations(broker, session, ResourceType::Cluster, cluster)
+    }
 }
 
 /// This broker as metadata lists it.
@@ -104,13 +106,14 @@ fn by_name(broker: &Broker, name: &str, auto_create: bool, ops: i32, version: i1
     }
 }
 
-/// A topic the client may not see (or create).
-fn refused(name: Option<&str>, id: Uuid, ops: i32) -> MetadataResponseTopic {
+/// A topic the client may not see (or create); as Kafka, its authorized
+/// operations are not computed.
+fn refused(name: Option<&str>, id: Uuid) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(name.map(topic_name))
         .with_topic_id(id)
         .with_error_code(AuthorizationError::Topic.code())
-        .with_topic_authorized_operations(ops)
+        .with_topic_authorized_operations(auth::OPERATIONS_OMITTED)
 }
 
 fn by_id(broker: &Broker, id: Uuid, ops: i32, version: i16) -> MetadataResponseTopic {

@@ -35,6 +35,8 @@ pub mod sasl_authenticate;
 mod sasl_handshake;
 mod acls;
 mod auth;
+mod alter_user_scram_credentials;
+mod describe_user_scram_credentials;
 use acls::{create as create_acls, delete as delete_acls, describe as describe_acls};
 
 use std::net::SocketAddr;
@@ -84,6 +86,9 @@ pub struct Session {
     pub listener: Arc<crate::security::ListenerSecurity>,
     /// The connection's SASL state (who it authenticated as).
     pub sasl: Arc<parking_lot::Mutex<crate::security::sasl::SaslSession>>,
+    /// On an SSL listener, the principal of the client's certificate
+    /// (`User:<subject DN>`), if it presented one.
+    pub tls_principal: Option<Arc<str>>,
 }
 
 /// The response of one request: an encoded frame, or nothing (produce with acks=0).
@@ -186,7 +191,7 @@ apis! {
     InitProducerId => init_producer_id with session,
     DescribeConfigs => describe_configs with session,
     CreatePartitions => create_partitions with session,
-    DescribeCluster => describe_cluster with endpoint,
+    DescribeCluster => describe_cluster with session,
     OffsetCommit => offset_commit with session,
     OffsetFetch => offset_fetch with session,
     JoinGroup => join_group with session_client,
@@ -208,6 +213,8 @@ apis! {
     CreateAcls => create_acls with session,
     DescribeAcls => describe_acls with session,
     DeleteAcls => delete_acls with session,
+    DescribeUserScramCredentials => describe_user_scram_credentials with session,
+    AlterUserScramCredentials => alter_user_scram_credentials with session,
 }
 
 /// The supported version range of an API, if it is implemented.

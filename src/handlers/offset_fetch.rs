@@ -11,8 +11,9 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 
 use super::error::KafkaError;
-use super::Versions;
+use super::{auth, Versions};
 use crate::broker::Broker;
+use crate::security::acl::{AuthorizationError, Operation, ResourceType};
 use crate::coordinator::FetchedOffsets;
 use crate::coordinator::StoredOffset;
 use crate::error::GroupError;
@@ -24,17 +25,11 @@ pub const VERSIONS: Versions = Versions::new(1, 9);
 
 /// Answers an offset fetch.
 pub async fn handle(broker: Arc<Broker>, session: super::Session, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-    use crate::security::acl::{Operation, ResourceType};
-    // Kafka: GROUP DESCRIBE (implied by READ).
-    let check = |group: &str| super::auth::check(&broker, &session, Operation::Describe, ResourceType::Group, group);
     if version < 8 {
         let wanted: Wanted = request
             .topics
             .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-        let result = match check(request.group_id.as_str()) {
-            Err(e) => Err(GroupError::NotAuthorized(e)),
-            Ok(()) => broker.groups().fetch_offsets(&request.group_id, wanted.as_deref(), None),
-        };
+        let result = fetch_authorized(&broker, &session, request.group_id.as_str(), wanted.clone(), None);
         return single_group(result, wanted, version);
     }
     let groups = request
@@ -48,10 +43,7 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Offse
                 Some(id) if version >= 9 && !(id.is_empty() && g.member_epoch < 0) => Some((id.as_str(), g.member_epoch)),
                 _ => None,
             };
-            let result = match check(g.group_id.as_str()) {
-                Err(e) => Err(GroupError::NotAuthorized(e)),
-                Ok(()) => broker.groups().fetch_offsets(&g.group_id, wanted.as_deref(), member),
-            };
+            let result = fetch_authorized(&broker, &session, g.group_id.as_str(), wanted, member);
             let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id);
             match result {
                 Ok(fetched) => group.with_topics(topics_v8(fetched)),
@@ -62,18 +54,51 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Offse
     OffsetFetchResponse::default().with_groups(groups)
 }
 
-fn single_group(result: Result<FetchedOffsets, GroupError>, wanted: Wanted, version: i16) -> OffsetFetchResponse {
+/// Per topic and partition: the committed offset, and the error code the
+/// partition carries (0, or TOPIC_AUTHORIZATION_FAILED).
+type Answered = Vec<(String, Vec<(i32, Option<StoredOffset>, i16)>)>;
+
+/// Fetches a group's offsets as Kafka authorizes it: GROUP DESCRIBE (implied by
+/// READ) for the group; then TOPIC DESCRIBE per topic. Requested topics the client
+/// may not describe answer TOPIC_AUTHORIZATION_FAILED in each partition; when all
+/// topics are asked for, those topics are left out.
+fn fetch_authorized(
+    broker: &Broker,
+    session: &super::Session,
+    group: &str,
+    wanted: Wanted,
+    member: Option<(&str, i32)>,
+) -> Result<Answered, GroupError> {
+    auth::check(broker, session, Operation::Describe, ResourceType::Group, group).map_err(GroupError::NotAuthorized)?;
+    let describable = |topic: &str| auth::allowed(broker, session, Operation::Describe, ResourceType::Topic, topic);
+    let committed = |fetched: FetchedOffsets| -> Answered {
+        fetched.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|(p, o)| (p, o, 0)).collect())).collect()
+    };
+    let Some(wanted) = wanted else {
+        let fetched = broker.groups().fetch_offsets(group, None, member)?;
+        return Ok(committed(fetched.into_iter().filter(|(t, _)| describable(t.as_str())).collect()));
+    };
+    let (allowed, refused): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|(t, _)| describable(t.as_str()));
+    let fetched = broker.groups().fetch_offsets(group, Some(&allowed), member)?;
+    let mut answered = committed(fetched);
+    let denied = AuthorizationError::Topic.code();
+    answered.extend(refused.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None, denied)).collect())));
+    Ok(answered)
+}
+
+fn single_group(result: Result<Answered, GroupError>, wanted: Wanted, version: i16) -> OffsetFetchResponse {
     match result {
-        Ok(fetched) => OffsetFetchResponse::default().with_topics(topics_v1(fetched, version, 0)),
+        Ok(fetched) => OffsetFetchResponse::default().with_topics(topics_v1(fetched, version)),
         Err(e) if version >= 2 => OffsetFetchResponse::default().with_error_code(e.code()),
         // v1 has no top-level error: every requested partition carries it.
         Err(e) => {
+            let code = e.code();
             let fetched = wanted
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
+                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None, code)).collect()))
                 .collect();
-            OffsetFetchResponse::default().with_topics(topics_v1(fetched, version, e.code()))
+            OffsetFetchResponse::default().with_topics(topics_v1(fetched, version))
         }
     }
 }
@@ -86,13 +111,13 @@ fn committed_fields(offset: Option<StoredOffset>) -> (i64, i32, String) {
     }
 }
 
-fn topics_v1(fetched: FetchedOffsets, version: i16, error: i16) -> Vec<OffsetFetchResponseTopic> {
+fn topics_v1(fetched: Answered, version: i16) -> Vec<OffsetFetchResponseTopic> {
     fetched
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
                 .into_iter()
-                .map(|(p, offset)| {
+                .map(|(p, offset, error)| {
                     let (committed, epoch, metadata) = committed_fields(offset);
                     let partition = OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
@@ -111,15 +136,16 @@ fn topics_v1(fetched: FetchedOffsets, version: i16, error: i16) -> Vec<OffsetFet
         .collect()
 }
 
-fn topics_v8(fetched: FetchedOffsets) -> Vec<OffsetFetchResponseTopics> {
+fn topics_v8(fetched: Answered) -> Vec<OffsetFetchResponseTopics> {
     fetched
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
                 .into_iter()
-                .map(|(p, offset)| {
+                .map(|(p, offset, error)| {
                     let (committed, epoch, metadata) = committed_fields(offset);
                     OffsetFetchResponsePartitions::default()
+                        .with_error_code(error)
                         .with_partition_index(p)
                         .with_committed_offset(committed)
                         .with_committed_leader_epoch(epoch)

@@ -1,7 +1,8 @@
 //! SaslAuthenticate: one SASL token of the mechanism chosen by SaslHandshake.
 //! A failure is answered after `connection_failed_authentication_delay_ms`, and
-//! the connection serves nothing more. Re-authentication (KIP-368) is not
-//! offered: `session_lifetime_ms` is 0.
+//! the connection serves nothing more. With `connections_max_reauth_ms` the
+//! answer that completes an authentication carries it as `session_lifetime_ms`
+//! (v1+, KIP-368): the client re-authenticates before then or is disconnected.
 
 use std::sync::Arc;
 
@@ -22,10 +23,20 @@ pub async fn handle(
     _broker: Arc<Broker>,
     session: Session,
     request: SaslAuthenticateRequest,
-    _version: i16,
+    version: i16,
 ) -> SaslAuthenticateResponse {
     match authenticate(&session, &request.auth_bytes).await {
-        Ok(reply) => SaslAuthenticateResponse::default().with_error_message(None).with_auth_bytes(Bytes::from(reply)),
+        Ok(reply) => {
+            let response = SaslAuthenticateResponse::default().with_error_message(None).with_auth_bytes(Bytes::from(reply));
+            // The step that completes an authentication tells the session's lifetime.
+            let lifetime = session.listener.sasl.as_ref().and_then(|a| a.session_lifetime());
+            match lifetime {
+                Some(l) if version >= 1 && session.sasl.lock().is_authenticated() => {
+                    response.with_session_lifetime_ms(i64::try_from(l.as_millis()).unwrap_or(i64::MAX))
+                }
+                _ => response,
+            }
+        }
         Err(e) => SaslAuthenticateResponse::default()
             .with_error_code(e.code())
             .with_error_message(Some(StrBytes::from_string(e.to_string()))),

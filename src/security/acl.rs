@@ -45,6 +45,20 @@ impl ResourceType {
     }
 }
 
+impl ResourceType {
+    /// The operations an ACL on this type of resource can grant (Kafka's
+    /// `AclEntry.supportedOperations`), what authorized-operations fields list.
+    pub fn supported_operations(self) -> &'static [Operation] {
+        use Operation::*;
+        match self {
+            ResourceType::Topic => &[Read, Write, Create, Describe, Delete, Alter, DescribeConfigs, AlterConfigs],
+            ResourceType::Group => &[Read, Describe, Delete],
+            ResourceType::Cluster => &[Create, ClusterAction, DescribeConfigs, AlterConfigs, IdempotentWrite, Alter, Describe],
+            ResourceType::TransactionalId => &[Describe, Write],
+        }
+    }
+}
+
 /// How an ACL's resource name is matched; the values are Kafka's wire codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PatternType {

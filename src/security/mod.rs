@@ -113,18 +113,22 @@ pub enum ListenerError {
 pub type BoundListener = (tokio::net::TcpListener, Arc<crate::broker::Endpoint>, Arc<ListenerSecurity>);
 
 /// Loads the TLS files (once, shared by every TLS listener) and binds every
-/// configured listener, primary first.
-pub async fn bind_listeners(config: &crate::config::Config) -> Result<Vec<BoundListener>, ListenerError> {
+/// configured listener, primary first. SASL listeners authenticate against
+/// `users` (the broker's, which AlterUserScramCredentials changes at run time).
+pub async fn bind_listeners(
+    config: &crate::config::Config,
+    users: Arc<sasl::ScramUsers>,
+) -> Result<Vec<BoundListener>, ListenerError> {
     let specs = config.listener_specs()?;
     let tls = match config.tls_files()? {
         Some(files) if specs.iter().any(|s| s.protocol.uses_tls()) => Some(Arc::new(tls::TlsConfig::load(files)?)),
         _ => None,
     };
     let sasl = if specs.iter().any(|s| s.protocol.uses_sasl()) {
-        let users = config.sasl_user_list()?;
         let mechanisms = config.sasl_mechanisms()?;
         let delay = std::time::Duration::from_millis(config.connection_failed_authentication_delay_ms);
-        Some(Arc::new(sasl::Authenticator::new(&mechanisms, &users, delay).map_err(ListenerError::Sasl)?))
+        let lifetime = std::time::Duration::from_millis(config.connections_max_reauth_ms);
+        Some(Arc::new(sasl::Authenticator::new(&mechanisms, users, delay).with_session_lifetime(Some(lifetime))))
     } else {
         None
     };

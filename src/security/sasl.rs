@@ -106,7 +106,7 @@ impl ScramHash {
 }
 
 /// A user's salted SCRAM credential for one hash: what the server stores.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScramCredential {
     /// The random salt.
     pub salt: Vec<u8>,
@@ -136,21 +136,112 @@ impl ScramCredential {
             iterations,
         }
     }
+
+    /// The credential of a password the client already salted and hashed
+    /// (AlterUserScramCredentials sends SaltedPassword, never the password).
+    pub fn from_salted_password(hash: ScramHash, salted_password: &[u8], salt: Vec<u8>, iterations: u32) -> ScramCredential {
+        let client_key = hash.hmac(salted_password, b"Client Key");
+        ScramCredential {
+            stored_key: hash.hash(&client_key),
+            server_key: hash.hmac(salted_password, b"Server Key"),
+            salt,
+            iterations,
+        }
+    }
 }
 
-/// One user's credentials, one per SCRAM hash.
-#[derive(Debug, Clone)]
+/// One user's credentials, at most one per SCRAM hash.
+#[derive(Debug, Clone, Default)]
 struct UserCredentials {
-    sha256: ScramCredential,
-    sha512: ScramCredential,
+    sha256: Option<ScramCredential>,
+    sha512: Option<ScramCredential>,
 }
 
 impl UserCredentials {
-    fn for_hash(&self, hash: ScramHash) -> &ScramCredential {
+    fn for_hash(&self, hash: ScramHash) -> Option<&ScramCredential> {
         match hash {
-            ScramHash::Sha256 => &self.sha256,
-            ScramHash::Sha512 => &self.sha512,
+            ScramHash::Sha256 => self.sha256.as_ref(),
+            ScramHash::Sha512 => self.sha512.as_ref(),
         }
+    }
+
+    fn slot(&mut self, hash: ScramHash) -> &mut Option<ScramCredential> {
+        match hash {
+            ScramHash::Sha256 => &mut self.sha256,
+            ScramHash::Sha512 => &mut self.sha512,
+        }
+    }
+}
+
+impl ScramHash {
+    /// Both SCRAM hashes, in Kafka's mechanism order (SCRAM-SHA-256 = 1, SCRAM-SHA-512 = 2).
+    pub const ALL: [ScramHash; 2] = [ScramHash::Sha256, ScramHash::Sha512];
+
+    /// The SCRAM mechanism of this hash.
+    pub fn mechanism(self) -> Mechanism {
+        match self {
+            ScramHash::Sha256 => Mechanism::ScramSha256,
+            ScramHash::Sha512 => Mechanism::ScramSha512,
+        }
+    }
+}
+
+/// The SCRAM users SASL listeners accept: those of the configuration and those
+/// created at run time (AlterUserScramCredentials). Only salted credentials are held.
+#[derive(Debug, Default)]
+pub struct ScramUsers {
+    users: parking_lot::RwLock<HashMap<String, UserCredentials>>,
+}
+
+impl ScramUsers {
+    /// Users with both SCRAM credentials derived from these (name, password) pairs
+    /// (random salts, [`SCRAM_ITERATIONS`]); the passwords are dropped.
+    pub fn from_passwords(users: &[(String, String)]) -> Result<ScramUsers, String> {
+        let mut map = HashMap::new();
+        for (name, password) in users {
+            let creds = UserCredentials {
+                sha256: Some(ScramCredential::derive(ScramHash::Sha256, password, random_bytes(16)?, SCRAM_ITERATIONS)),
+                sha512: Some(ScramCredential::derive(ScramHash::Sha512, password, random_bytes(16)?, SCRAM_ITERATIONS)),
+            };
+            map.insert(name.clone(), creds);
+        }
+        Ok(ScramUsers { users: parking_lot::RwLock::new(map) })
+    }
+
+    /// The user's credential for `hash`, if any.
+    pub fn get(&self, user: &str, hash: ScramHash) -> Option<ScramCredential> {
+        self.users.read().get(user).and_then(|c| c.for_hash(hash)).cloned()
+    }
+
+    /// Sets (adds or replaces) the user's credential for `hash`.
+    pub fn set(&self, user: &str, hash: ScramHash, credential: ScramCredential) {
+        *self.users.write().entry(user.to_string()).or_default().slot(hash) = Some(credential);
+    }
+
+    /// Removes the user's credential for `hash`; the user goes with its last one.
+    /// Whether there was one.
+    pub fn remove(&self, user: &str, hash: ScramHash) -> bool {
+        let mut users = self.users.write();
+        let Some(creds) = users.get_mut(user) else { return false };
+        let had = creds.slot(hash).take().is_some();
+        if creds.sha256.is_none() && creds.sha512.is_none() {
+            users.remove(user);
+        }
+        had
+    }
+
+    /// Every user with the (hash, iterations) of each credential, by name.
+    pub fn describe(&self) -> Vec<(String, Vec<(ScramHash, u32)>)> {
+        let users = self.users.read();
+        let mut out: Vec<(String, Vec<(ScramHash, u32)>)> = users
+            .iter()
+            .map(|(name, c)| {
+                let infos = ScramHash::ALL.iter().filter_map(|h| c.for_hash(*h).map(|cred| (*h, cred.iterations))).collect();
+                (name.clone(), infos)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
@@ -160,31 +251,88 @@ fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Kafka's bounds on SCRAM iterations (`ScramMechanism` min and max).
+pub const SCRAM_MAX_ITERATIONS: i32 = 16384;
+
+impl ScramHash {
+    /// The hash of Kafka's SCRAM mechanism type (1 SCRAM-SHA-256, 2 SCRAM-SHA-512).
+    pub fn from_kafka_type(code: i8) -> Option<ScramHash> {
+        match code {
+            1 => Some(ScramHash::Sha256),
+            2 => Some(ScramHash::Sha512),
+            _ => None,
+        }
+    }
+
+    /// Kafka's SCRAM mechanism type of this hash.
+    pub fn kafka_type(self) -> i8 {
+        match self {
+            ScramHash::Sha256 => 1,
+            ScramHash::Sha512 => 2,
+        }
+    }
+}
+
+/// Why one user's SCRAM credential change or description is refused (Kafka's
+/// messages); mapped to Kafka codes in `handlers::error`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ScramUserError {
+    /// The mechanism type is not SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[error("Unknown SCRAM mechanism {0}")]
+    UnknownMechanism(i8),
+    /// Fewer than 4096 iterations.
+    #[error("Too few iterations")]
+    TooFewIterations,
+    /// More than 16384 iterations.
+    #[error("Too many iterations")]
+    TooManyIterations,
+    /// The user name is empty.
+    #[error("Username must not be empty")]
+    EmptyUser,
+    /// The salt or the salted password is empty.
+    #[error("Salt and salted password must not be empty")]
+    EmptyCredential,
+    /// A deletion names a credential that does not exist.
+    #[error("Attempt to delete a user credential that does not exist")]
+    DeleteNotFound,
+    /// One request alters the same user twice.
+    #[error("A user credential cannot be altered twice in the same request")]
+    AlteredTwice,
+    /// A description names a user without credentials.
+    #[error("Attempt to describe a user credential that does not exist: {0}")]
+    DescribeNotFound(String),
+    /// One request describes the same user twice.
+    #[error("Cannot describe SCRAM credentials for the same user twice in a single request: {0}")]
+    DescribedTwice(String),
+}
+
 /// The users and mechanisms of SASL listeners, and how long a failure is delayed.
 #[derive(Debug)]
 pub struct Authenticator {
     mechanisms: Vec<Mechanism>,
-    users: HashMap<String, UserCredentials>,
+    users: std::sync::Arc<ScramUsers>,
     failure_delay: Duration,
+    /// KIP-368: how long an authentication lasts (`connections.max.reauth.ms`); none: forever.
+    session_lifetime: Option<Duration>,
 }
 
 impl Authenticator {
-    /// Offers `mechanisms` to `users` (name, password); each password is salted
-    /// and hashed here and then dropped.
-    pub fn new(
-        mechanisms: &[Mechanism],
-        users: &[(String, String)],
-        failure_delay: Duration,
-    ) -> Result<Authenticator, String> {
-        let mut map = HashMap::new();
-        for (name, password) in users {
-            let creds = UserCredentials {
-                sha256: ScramCredential::derive(ScramHash::Sha256, password, random_bytes(16)?, SCRAM_ITERATIONS),
-                sha512: ScramCredential::derive(ScramHash::Sha512, password, random_bytes(16)?, SCRAM_ITERATIONS),
-            };
-            map.insert(name.clone(), creds);
-        }
-        Ok(Authenticator { mechanisms: mechanisms.to_vec(), users: map, failure_delay })
+    /// Offers `mechanisms` to `users` (shared with the broker, which changes them
+    /// at run time).
+    pub fn new(mechanisms: &[Mechanism], users: std::sync::Arc<ScramUsers>, failure_delay: Duration) -> Authenticator {
+        Authenticator { mechanisms: mechanisms.to_vec(), users, failure_delay, session_lifetime: None }
+    }
+
+    /// Sessions expire `lifetime` after each (re-)authentication (KIP-368): the
+    /// client must re-authenticate on the connection before then, or it is closed.
+    pub fn with_session_lifetime(mut self, lifetime: Option<Duration>) -> Authenticator {
+        self.session_lifetime = lifetime.filter(|l| !l.is_zero());
+        self
+    }
+
+    /// How long an authentication lasts, if it expires.
+    pub fn session_lifetime(&self) -> Option<Duration> {
+        self.session_lifetime
     }
 
     /// The mechanisms offered, in configuration order.
@@ -211,11 +359,11 @@ impl Authenticator {
         if !authzid.is_empty() && authzid != user {
             return Err(failed("client requested an authorization id that is different from username"));
         }
-        let Some(creds) = self.users.get(user) else {
+        // Checked against the user's SCRAM-SHA-256 credential, else its SHA-512 one.
+        let Some((hash, c)) = ScramHash::ALL.iter().find_map(|h| self.users.get(user, *h).map(|c| (*h, c))) else {
             return Err(failed("Invalid username or password"));
         };
-        let c = &creds.sha256;
-        let candidate = ScramCredential::derive(ScramHash::Sha256, password, c.salt.clone(), c.iterations);
+        let candidate = ScramCredential::derive(hash, password, c.salt.clone(), c.iterations);
         if bool::from(candidate.stored_key.ct_eq(&c.stored_key)) {
             Ok(user.to_string())
         } else {
@@ -240,6 +388,8 @@ struct ScramPending {
 #[derive(Debug, Default)]
 pub struct SaslSession {
     state: State,
+    /// While re-authenticating (KIP-368): who the connection was, with which mechanism.
+    previous: Option<(String, Mechanism)>,
 }
 
 #[derive(Debug, Default)]
@@ -250,9 +400,9 @@ enum State {
     /// Handshake done; `raw` after a v0 handshake (tokens without Kafka framing).
     Mechanism { mechanism: Mechanism, raw: bool },
     /// SCRAM server-first sent; the client-final message is next.
-    ScramFinal { pending: Box<ScramPending>, raw: bool },
-    /// Authenticated as this user.
-    Done { user: String },
+    ScramFinal { pending: Box<ScramPending>, raw: bool, mechanism: Mechanism },
+    /// Authenticated as this user, until `expires` (KIP-368) if set.
+    Done { user: String, mechanism: Mechanism, expires: Option<std::time::Instant> },
     /// Authentication failed: the connection is to be closed.
     Failed,
 }
@@ -276,15 +426,37 @@ impl SaslSession {
     /// The authenticated principal (`User:name`), if any.
     pub fn principal(&self) -> Option<String> {
         match &self.state {
-            State::Done { user } => Some(format!("User:{user}")),
-            _ => None,
+            State::Done { user, .. } => Some(format!("User:{user}")),
+            // Re-authenticating: still who it was until the exchange ends.
+            _ => self.previous.as_ref().map(|(user, _)| format!("User:{user}")),
         }
+    }
+
+    /// Whether the authentication has expired (KIP-368): then only a
+    /// re-authentication may follow.
+    pub fn expired(&self, now: std::time::Instant) -> bool {
+        matches!(&self.state, State::Done { expires: Some(at), .. } if *at <= now)
+    }
+
+    /// Whether a re-authentication is under way.
+    pub fn reauthenticating(&self) -> bool {
+        self.previous.is_some() && !matches!(self.state, State::Done { .. } | State::Failed)
     }
 
     /// SaslHandshake: selects `mechanism`; `raw` for a v0 handshake.
     pub fn handshake(&mut self, auth: &Authenticator, mechanism: &str, raw: bool) -> Result<(), SaslError> {
-        if !matches!(self.state, State::Start) {
-            return Err(SaslError::IllegalState("Unexpected SaslHandshake request: handshake already done".into()));
+        match &self.state {
+            State::Start => {}
+            // KIP-368: an authenticated client re-authenticates with a new handshake
+            // (v1) and the same mechanism, when sessions expire.
+            State::Done { user, mechanism: used, .. } if auth.session_lifetime.is_some() && !raw => {
+                if Mechanism::parse(mechanism) != Some(*used) {
+                    self.state = State::Failed;
+                    return Err(failed("re-authentication must use the same SASL mechanism"));
+                }
+                self.previous = Some((user.clone(), *used));
+            }
+            _ => return Err(SaslError::IllegalState("Unexpected SaslHandshake request: handshake already done".into())),
         }
         match Mechanism::parse(mechanism).filter(|m| auth.mechanisms.contains(m)) {
             Some(mechanism) => {
@@ -293,6 +465,7 @@ impl SaslSession {
             }
             None => {
                 self.state = State::Failed;
+                self.previous = None;
                 Err(SaslError::UnsupportedMechanism(mechanism.to_string()))
             }
         }
@@ -304,26 +477,39 @@ impl SaslSession {
         let result = self.step(auth, token);
         if let Err(SaslError::AuthenticationFailed(_)) = &result {
             self.state = State::Failed;
+            self.previous = None;
         }
         result
+    }
+
+    /// Ends an exchange as `user`: a re-authentication must keep the principal.
+    fn done(&mut self, auth: &Authenticator, user: String, mechanism: Mechanism) -> Result<(), SaslError> {
+        if let Some((previous, _)) = self.previous.take() {
+            if previous != user {
+                return Err(failed("Cannot change principals during re-authentication"));
+            }
+        }
+        let expires = auth.session_lifetime.map(|l| std::time::Instant::now() + l);
+        self.state = State::Done { user, mechanism, expires };
+        Ok(())
     }
 
     fn step(&mut self, auth: &Authenticator, token: &[u8]) -> Result<Vec<u8>, SaslError> {
         match std::mem::take(&mut self.state) {
             State::Mechanism { mechanism: Mechanism::Plain, .. } => {
                 let user = auth.check_plain(token)?;
-                self.state = State::Done { user };
+                self.done(auth, user, Mechanism::Plain)?;
                 Ok(Vec::new())
             }
             State::Mechanism { mechanism, raw } => {
                 let hash = if mechanism == Mechanism::ScramSha512 { ScramHash::Sha512 } else { ScramHash::Sha256 };
                 let (pending, server_first) = scram_first(auth, hash, token)?;
-                self.state = State::ScramFinal { pending: Box::new(pending), raw };
+                self.state = State::ScramFinal { pending: Box::new(pending), raw, mechanism };
                 Ok(server_first.into_bytes())
             }
-            State::ScramFinal { pending, .. } => {
+            State::ScramFinal { pending, mechanism, .. } => {
                 let server_final = scram_final(&pending, token)?;
-                self.state = State::Done { user: pending.user.clone() };
+                self.done(auth, pending.user.clone(), mechanism)?;
                 Ok(server_final.into_bytes())
             }
             state @ State::Done { .. } => {
@@ -385,10 +571,9 @@ fn scram_first(auth: &Authenticator, hash: ScramHash, token: &[u8]) -> Result<(S
             return Err(failed("client requested an authorization id that is different from username"));
         }
     }
-    let Some(creds) = auth.users.get(&user) else {
+    let Some(credential) = auth.users.get(&user, hash) else {
         return Err(failed("Invalid user credentials"));
     };
-    let credential = creds.for_hash(hash).clone();
     // Alphanumeric, as Kafka's (some clients mishandle '+' and '/' in nonces).
     let server_nonce: String =
         random_bytes(24).map_err(|e| failed(&e))?.iter().map(|b| format!("{b:02x}")).collect();
@@ -436,7 +621,8 @@ mod tests {
 
     fn auth() -> Authenticator {
         let all = [Mechanism::Plain, Mechanism::ScramSha256, Mechanism::ScramSha512];
-        Authenticator::new(&all, &[("alice".into(), "alice-secret".into())], Duration::ZERO).unwrap()
+        let users = ScramUsers::from_passwords(&[("alice".into(), "alice-secret".into())]).unwrap();
+        Authenticator::new(&all, std::sync::Arc::new(users), Duration::ZERO)
     }
 
     /// The client side of RFC 5802, computed independently of the server code paths.
@@ -490,6 +676,27 @@ mod tests {
         let mut s = SaslSession::default();
         assert!(matches!(s.handshake(&a, "GSSAPI", false), Err(SaslError::UnsupportedMechanism(_))));
         assert!(format!("{:?}", a).find("alice-secret").is_none());
+    }
+
+    #[test]
+    fn runtime_users_from_salted_passwords() {
+        let a = auth();
+        let salt = b"pepper".to_vec();
+        let salted = ScramHash::Sha512.salted_password(b"bob-secret", &salt, 8192);
+        let c = ScramCredential::from_salted_password(ScramHash::Sha512, &salted, salt.clone(), 8192);
+        assert_eq!(c, ScramCredential::derive(ScramHash::Sha512, "bob-secret", salt, 8192));
+        a.users.set("bob", ScramHash::Sha512, c);
+        let mut s = SaslSession::default();
+        s.handshake(&a, "PLAIN", false).unwrap();
+        s.authenticate(&a, b"\0bob\0bob-secret").unwrap();
+        assert_eq!(s.principal().as_deref(), Some("User:bob"), "PLAIN against the SHA-512 credential");
+        assert_eq!(a.users.describe()[1], ("bob".to_string(), vec![(ScramHash::Sha512, 8192)]));
+        assert!(!a.users.remove("bob", ScramHash::Sha256));
+        assert!(a.users.remove("bob", ScramHash::Sha512));
+        assert_eq!(a.users.describe().len(), 1, "bob went with his last credential");
+        let mut s = SaslSession::default();
+        s.handshake(&a, "PLAIN", false).unwrap();
+        assert!(s.authenticate(&a, b"\0bob\0bob-secret").is_err());
     }
 
     #[test]

@@ -163,3 +163,105 @@ pub async fn reload_on_sighup(configs: Vec<Arc<TlsConfig>>) {
     #[cfg(not(unix))]
     drop(configs);
 }
+
+/// Kafka's principal for a TLS client certificate (its default principal
+/// builder): `User:` and the certificate's subject distinguished name in RFC 2253
+/// form, as Java's `X500Principal.getName()` writes it, e.g.
+/// `User:CN=alice,OU=eng,O=Acme,C=US`. Parsed with RustCrypto's `x509-cert`.
+pub fn principal_from_certificate(der: &[u8]) -> Result<String, TlsError> {
+    use x509_cert::der::Decode;
+    let certificate =
+        x509_cert::Certificate::from_der(der).map_err(|e| TlsError::Rustls(format!("client certificate: {e}")))?;
+    Ok(format!("User:{}", rfc2253(&certificate.tbs_certificate.subject)))
+}
+
+/// A distinguished name in RFC 2253 form: the last RDN first, RDNs joined by `,`,
+/// the attributes of a multi-valued RDN by `+`.
+fn rfc2253(name: &x509_cert::name::Name) -> String {
+    let rdns: Vec<String> =
+        name.0.iter().map(|rdn| rdn.0.iter().map(attribute).collect::<Vec<_>>().join("+")).collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+}
+
+/// One `type=value`: the RFC 2253 keyword for the attributes it names, else the
+/// dotted OID with the value's DER encoding in hex (`1.2.840.113549.1.9.1=#16…`).
+fn attribute(attr: &x509_cert::attr::AttributeTypeAndValue) -> String {
+    use x509_cert::der::{Encode, Tagged};
+    let oid = attr.oid.to_string();
+    let keyword = match oid.as_str() {
+        "2.5.4.3" => Some("CN"),
+        "2.5.4.6" => Some("C"),
+        "2.5.4.7" => Some("L"),
+        "2.5.4.8" => Some("ST"),
+        "2.5.4.9" => Some("STREET"),
+        "2.5.4.10" => Some("O"),
+        "2.5.4.11" => Some("OU"),
+        "0.9.2342.19200300.100.1.1" => Some("UID"),
+        "0.9.2342.19200300.100.1.25" => Some("DC"),
+        _ => None,
+    };
+    match (keyword, string_value(attr.value.tag().octet(), attr.value.value())) {
+        (Some(keyword), Some(text)) => format!("{keyword}={}", escape(&text)),
+        _ => {
+            let der = attr.value.to_der().unwrap_or_default();
+            format!("{oid}=#{}", der.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        }
+    }
+}
+
+/// The text of a directory string value (its tag octet and contents), whichever
+/// string type encodes it.
+fn string_value(tag: u8, data: &[u8]) -> Option<String> {
+    match tag {
+        // UTF8String, NumericString, PrintableString, IA5String, VisibleString
+        12 | 18 | 19 | 22 | 26 => std::str::from_utf8(data).ok().map(str::to_string),
+        // TeletexString: Latin-1 in practice
+        20 => Some(data.iter().map(|b| *b as char).collect()),
+        // BMPString: UTF-16BE
+        30 if data.len() % 2 == 0 => {
+            let units: Vec<u16> = data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            String::from_utf16(&units).ok()
+        }
+        // UniversalString: UTF-32BE
+        28 if data.len() % 4 == 0 => {
+            data.chunks_exact(4).map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))).collect()
+        }
+        _ => None,
+    }
+}
+
+/// RFC 2253 section 2.4 escaping.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{escape, string_value};
+
+    #[test]
+    fn directory_strings() {
+        assert_eq!(string_value(12, "Zoë".as_bytes()).as_deref(), Some("Zoë"));
+        assert_eq!(string_value(30, &[0, b'h', 0, b'i']).as_deref(), Some("hi"));
+        assert_eq!(string_value(4, b"x"), None, "OCTET STRING is not a directory string");
+    }
+
+    #[test]
+    fn rfc2253_escaping() {
+        assert_eq!(escape("alice"), "alice");
+        assert_eq!(escape("Smith, John"), "Smith\\, John");
+        assert_eq!(escape("#x a+b "), "\\#x a\\+b\\ ");
+        assert_eq!(escape(""), "");
+    }
+}

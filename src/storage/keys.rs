@@ -28,6 +28,8 @@
 //!   (bincode); `ms/vote`, `ms/committed`, `ms/purged`, `ms/snapshot` → that group's
 //!   vote, committed log id, last purged log id and latest snapshot (see
 //!   `cluster::metadata::store`)
+//! - `u/<mechanism byte><user name>` → a SCRAM credential created at run time
+//!   (see `scram_store`)
 
 use uuid::Uuid;
 
@@ -364,3 +366,15 @@ pub const METADATA_SNAPSHOT: &[u8] = b"ms/snapshot";
 /// Key of this data directory's node id (4 big-endian bytes), written at first start;
 /// a later start with another `node_id` is refused (see `Broker::open`).
 pub const NODE_ID: &[u8] = b"node_id";
+
+/// Prefix of the SCRAM credentials created at run time (AlterUserScramCredentials):
+/// `u/<mechanism byte><user name>` → the salted credential (JSON, see `scram_store`).
+pub const SCRAM_PREFIX: &[u8] = b"u/";
+
+/// Key of one user's SCRAM credential for one mechanism (1 SHA-256, 2 SHA-512).
+pub fn scram_credential(mechanism: u8, user: &str) -> Vec<u8> {
+    let mut k = SCRAM_PREFIX.to_vec();
+    k.push(mechanism);
+    k.extend_from_slice(user.as_bytes());
+    k
+}

@@ -13,6 +13,7 @@ pub mod partition_log;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod records;
+pub mod scram_store;
 pub mod recovery;
 pub mod topic_config;
 pub mod topic_store;
