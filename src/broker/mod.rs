@@ -17,6 +17,7 @@ mod partition;
 pub mod retention;
 mod topics;
 pub mod compaction;
+pub mod txn;
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ pub struct Broker {
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     acls: acl::Acls,
+    txns: crate::coordinator::txn::TxnCoordinator,
 }
 
 impl Broker {
@@ -69,6 +71,7 @@ impl Broker {
         let groups = GroupCoordinator::load(store.clone(), config.group_settings())?;
         let cluster_id = load_or_create_cluster_id(&store)?;
         let acls = acl::Acls::load(store.clone(), &config)?;
+        let txns = crate::coordinator::txn::TxnCoordinator::load(store.clone(), config.txn_settings())?;
         Ok(Arc::new(Broker {
             config,
             store,
@@ -79,6 +82,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             metrics: Arc::new(Metrics::default()),
             acls,
+            txns,
         }))
     }
 

@@ -35,6 +35,10 @@ pub mod sasl_authenticate;
 mod sasl_handshake;
 mod acls;
 mod auth;
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
+mod end_txn;
+mod txn_offset_commit;
 use acls::{create as create_acls, delete as delete_acls, describe as describe_acls};
 
 use std::net::SocketAddr;
@@ -208,6 +212,10 @@ apis! {
     CreateAcls => create_acls with session,
     DescribeAcls => describe_acls with session,
     DeleteAcls => delete_acls with session,
+    AddPartitionsToTxn => add_partitions_to_txn with session,
+    AddOffsetsToTxn => add_offsets_to_txn with session,
+    EndTxn => end_txn with session,
+    TxnOffsetCommit => txn_offset_commit with session,
 }
 
 /// The supported version range of an API, if it is implemented.

@@ -55,7 +55,7 @@ pub fn handle(
                 let outcome = match &lookup {
                     Ok(topic) => broker.partition(topic, index).and_then(|p| {
                         let records = data.records.unwrap_or_default();
-                        p.append(records)
+                        broker.append_produce(&p, records)
                     }),
                     Err(e) => Err(e.clone_lookup()),
                 };
