@@ -92,6 +92,8 @@ pub mod code {
     pub const UNKNOWN_MEMBER_ID: i16 = 25;
     /// ILLEGAL_GENERATION.
     pub const ILLEGAL_GENERATION: i16 = 22;
+    /// UNSTABLE_OFFSET_COMMIT.
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 }
 
 /// Every API Fluxo advertises, with its (min, max) version.

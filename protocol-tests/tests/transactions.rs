@@ -120,6 +120,26 @@ fn committed_offset(client: &mut Client, group: &str, topic: &str, partition: i3
     resp.topics[0].partitions[0].committed_offset
 }
 
+/// OffsetFetch of partition 0 with `require_stable` (v7 single group, v8+ groups form):
+/// (partition error, committed offset).
+fn stable_offset(client: &mut Client, version: i16, group: &str, topic: &str) -> (i16, i64) {
+    if version < 8 {
+        let mut req = OffsetFetchRequest::default().with_group_id(GroupId(sb(group))).with_require_stable(true);
+        req.topics = Some(vec![OffsetFetchRequestTopic::default().with_name(topic_name(topic)).with_partition_indexes(vec![0])]);
+        let resp = client.call(version, &req);
+        let p = &resp.topics[0].partitions[0];
+        return (p.error_code, p.committed_offset);
+    }
+    let req = OffsetFetchRequest::default().with_require_stable(true).with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
+            .with_name(topic_name(topic))
+            .with_partition_indexes(vec![0])]))]);
+    let resp = client.call(version, &req);
+    let p = &resp.groups[0].topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
+}
+
 /// Records marked transactional, encoded as one batch of `pid` at `epoch` from `sequence`.
 fn txn_batch(tag: &str, n: usize, pid: i64, epoch: i16, sequence: i32) -> (Vec<Record>, Bytes) {
     let records: Vec<Record> = sample_records(tag, n).into_iter().map(|r| Record { transactional: true, ..r }).collect();
@@ -389,10 +409,15 @@ fn transactional_offsets_are_visible_only_after_commit() {
         let got = txn_offset_commit(&mut client, version, "tx-o", pid, epoch, &group, ("", -1), "txn-o", &[(0, 10 + version as i64), (9, 1)]);
         assert_eq!(got, vec![(0, code::NONE), (9, code::UNKNOWN_TOPIC_OR_PARTITION)], "TxnOffsetCommit v{version}");
         assert_eq!(committed_offset(&mut client, &group, "txn-o", 0), -1, "v{version}: not visible before the commit");
+        // KIP-447: a consumer asking for stable offsets is told to retry.
+        assert_eq!(stable_offset(&mut client, 7, &group, "txn-o"), (code::UNSTABLE_OFFSET_COMMIT, -1), "v{version}: OffsetFetch v7 require_stable");
+        assert_eq!(stable_offset(&mut client, 9, &group, "txn-o"), (code::UNSTABLE_OFFSET_COMMIT, -1), "v{version}: OffsetFetch v9 require_stable");
         let commit = version % 2 == 0;
         assert_eq!(end_txn(&mut client, 4, "tx-o", pid, epoch, commit), code::NONE);
         let want = if commit { 10 + version as i64 } else { -1 };
         assert_eq!(committed_offset(&mut client, &group, "txn-o", 0), want, "v{version}: after {}", if commit { "commit" } else { "abort" });
+        assert_eq!(stable_offset(&mut client, 7, &group, "txn-o"), (code::NONE, want), "v{version}: stable once ended");
+        assert_eq!(stable_offset(&mut client, 9, &group, "txn-o"), (code::NONE, want), "v{version}: stable once ended (v9)");
     }
 }
 

@@ -7,6 +7,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 };
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -35,7 +36,9 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Offse
             Err(e) => Err(GroupError::NotAuthorized(e)),
             Ok(()) => broker.groups().fetch_offsets(&request.group_id, wanted.as_deref(), None),
         };
-        return single_group(result, wanted, version);
+        // require_stable exists from v7 (KIP-447).
+        let unstable = unstable(&broker, request.group_id.as_str(), version >= 7 && request.require_stable);
+        return single_group(result, wanted, version, &unstable);
     }
     let groups = request
         .groups
@@ -52,9 +55,10 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Offse
                 Err(e) => Err(GroupError::NotAuthorized(e)),
                 Ok(()) => broker.groups().fetch_offsets(&g.group_id, wanted.as_deref(), member),
             };
+            let unstable = unstable(&broker, g.group_id.as_str(), request.require_stable);
             let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id);
             match result {
-                Ok(fetched) => group.with_topics(topics_v8(fetched)),
+                Ok(fetched) => group.with_topics(topics_v8(fetched, &unstable)),
                 Err(e) => group.with_error_code(e.code()),
             }
         })
@@ -62,9 +66,30 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Offse
     OffsetFetchResponse::default().with_groups(groups)
 }
 
-fn single_group(result: Result<FetchedOffsets, GroupError>, wanted: Wanted, version: i16) -> OffsetFetchResponse {
+/// The partitions of `group` whose offsets a transaction has yet to commit, when the
+/// client asked for stable offsets only (else none).
+fn unstable(broker: &Broker, group: &str, require_stable: bool) -> Unstable {
+    if require_stable {
+        broker.txns().unstable_offsets(group)
+    } else {
+        Unstable::new()
+    }
+}
+
+type Unstable = std::collections::HashSet<(String, i32)>;
+
+/// A partition with a pending transactional offset: no offset, UNSTABLE_OFFSET_COMMIT.
+fn unstable_answer(unstable: &Unstable, topic: &str, partition: i32, offset: Option<StoredOffset>) -> (Option<StoredOffset>, i16) {
+    if unstable.contains(&(topic.to_string(), partition)) {
+        (None, ResponseError::UnstableOffsetCommit.code())
+    } else {
+        (offset, 0)
+    }
+}
+
+fn single_group(result: Result<FetchedOffsets, GroupError>, wanted: Wanted, version: i16, unstable: &Unstable) -> OffsetFetchResponse {
     match result {
-        Ok(fetched) => OffsetFetchResponse::default().with_topics(topics_v1(fetched, version, 0)),
+        Ok(fetched) => OffsetFetchResponse::default().with_topics(topics_v1(fetched, version, 0, unstable)),
         Err(e) if version >= 2 => OffsetFetchResponse::default().with_error_code(e.code()),
         // v1 has no top-level error: every requested partition carries it.
         Err(e) => {
@@ -73,7 +98,7 @@ fn single_group(result: Result<FetchedOffsets, GroupError>, wanted: Wanted, vers
                 .into_iter()
                 .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
                 .collect();
-            OffsetFetchResponse::default().with_topics(topics_v1(fetched, version, e.code()))
+            OffsetFetchResponse::default().with_topics(topics_v1(fetched, version, e.code(), &Unstable::new()))
         }
     }
 }
@@ -86,19 +111,20 @@ fn committed_fields(offset: Option<StoredOffset>) -> (i64, i32, String) {
     }
 }
 
-fn topics_v1(fetched: FetchedOffsets, version: i16, error: i16) -> Vec<OffsetFetchResponseTopic> {
+fn topics_v1(fetched: FetchedOffsets, version: i16, error: i16, unstable: &Unstable) -> Vec<OffsetFetchResponseTopic> {
     fetched
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
                 .into_iter()
                 .map(|(p, offset)| {
+                    let (offset, unstable_code) = unstable_answer(unstable, &topic, p, offset);
                     let (committed, epoch, metadata) = committed_fields(offset);
                     let partition = OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
                         .with_committed_offset(committed)
                         .with_metadata(Some(StrBytes::from_string(metadata)))
-                        .with_error_code(error);
+                        .with_error_code(if error != 0 { error } else { unstable_code });
                     if version >= 5 {
                         partition.with_committed_leader_epoch(epoch)
                     } else {
@@ -111,15 +137,17 @@ fn topics_v1(fetched: FetchedOffsets, version: i16, error: i16) -> Vec<OffsetFet
         .collect()
 }
 
-fn topics_v8(fetched: FetchedOffsets) -> Vec<OffsetFetchResponseTopics> {
+fn topics_v8(fetched: FetchedOffsets, unstable: &Unstable) -> Vec<OffsetFetchResponseTopics> {
     fetched
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
                 .into_iter()
                 .map(|(p, offset)| {
+                    let (offset, unstable_code) = unstable_answer(unstable, &topic, p, offset);
                     let (committed, epoch, metadata) = committed_fields(offset);
                     OffsetFetchResponsePartitions::default()
+                        .with_error_code(unstable_code)
                         .with_partition_index(p)
                         .with_committed_offset(committed)
                         .with_committed_leader_epoch(epoch)

@@ -376,6 +376,21 @@ impl TxnCoordinator {
             .collect()
     }
 
+    /// The partitions of `group` with offsets committed in a transaction that has not
+    /// ended yet (KIP-447: OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT
+    /// for them, so a new consumer does not start from an offset about to change).
+    pub fn unstable_offsets(&self, group: &str) -> std::collections::HashSet<(String, i32)> {
+        let all: Vec<_> = self.txns.read().values().cloned().collect();
+        let mut out = std::collections::HashSet::new();
+        for txn in all {
+            let meta = txn.lock();
+            if matches!(meta.state, TxnState::Ongoing | TxnState::PrepareCommit) {
+                out.extend(meta.pending_offsets.iter().filter(|o| o.group == group).map(|o| (o.topic.clone(), o.partition)));
+            }
+        }
+        out
+    }
+
     /// The current metadata of a transactional id (tests, operators).
     pub fn describe(&self, id: &str) -> Option<TxnMetadata> {
         self.get(id).map(|t| t.lock().clone())
