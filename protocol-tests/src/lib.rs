@@ -483,6 +483,16 @@ impl BrokerProcess {
         }
     }
 
+    /// Kills the broker with SIGKILL (no shutdown path runs) and starts it again on the
+    /// same data dir.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
+    }
+
     /// Stops the broker with SIGTERM (asserting exit code 0) and starts it again on the same data dir.
     pub fn restart(&mut self) {
         let status = self.stop();

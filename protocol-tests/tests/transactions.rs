@@ -500,3 +500,47 @@ fn open_transactions_and_coordinator_state_survive_a_restart() {
     let mut client = broker.client();
     assert_eq!(init_ok(&mut client, "tx-r"), (pid, epoch + 1), "the producer id survives, the epoch moves on");
 }
+
+#[test]
+fn a_transaction_open_when_the_broker_is_killed_is_aborted_after_the_restart() {
+    let mut broker = BrokerProcess::start_with(BrokerOptions {
+        extra_args: vec!["--transaction-abort-timed-out-transaction-cleanup-interval-ms".into(), "100".into()],
+        ..Default::default()
+    });
+    let mut client = broker.client();
+    let topic_id = client.create_topic("txn-k", 1);
+    // A committed transaction, then one left open (1 s timeout) when the broker dies.
+    let (pid_c, epoch_c) = init_ok(&mut client, "tx-k-done");
+    add_partitions_ok(&mut client, "tx-k-done", pid_c, epoch_c, "txn-k", &[0]);
+    let (committed, batch) = txn_batch("done", 3, pid_c, epoch_c, 0);
+    assert_eq!(client.produce_ok("txn-k", 0, batch), 0);
+    assert_eq!(end_txn(&mut client, 4, "tx-k-done", pid_c, epoch_c, true), code::NONE); // marker at 3
+    let resp = init_txn(&mut client, 5, "tx-k-open", 1_000, None);
+    assert_eq!(resp.error_code, code::NONE);
+    let (pid, epoch) = (resp.producer_id.0, resp.producer_epoch);
+    add_partitions_ok(&mut client, "tx-k-open", pid, epoch, "txn-k", &[0]);
+    for (i, seq) in [0, 2].into_iter().enumerate() {
+        let (_, batch) = txn_batch(&format!("open{i}"), 2, pid, epoch, seq);
+        assert_eq!(client.produce_ok("txn-k", 0, batch), 4 + 2 * i as i64);
+    }
+    drop(client);
+    broker.kill9_and_restart();
+    let mut client = broker.client();
+    // The open transaction holds the LSO until it times out; then it is aborted.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while list_latest(&mut client, "txn-k", 1) != 9 {
+        assert!(Instant::now() < deadline, "the transaction open at the crash was never aborted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let f = fetch_at(&mut client, 12, "txn-k", topic_id, 0, 1);
+    assert_eq!(
+        batches(&f.records),
+        vec![(0, false, None), (3, true, Some(true)), (4, false, None), (6, false, None), (8, true, Some(false))]
+    );
+    let listed: Vec<(i64, i64)> = f.aborted_transactions.unwrap_or_default().iter().map(|a| (a.producer_id.0, a.first_offset)).collect();
+    assert_eq!(listed, vec![(pid, 4)], "the crashed transaction is listed as aborted");
+    let got: Vec<Record> = decode_records(&f.records).into_iter().take(3).collect();
+    assert_records_eq(&got, &committed, 0, "the committed transaction survived the crash");
+    assert_eq!(end_txn(&mut client, 4, "tx-k-open", pid, epoch, true), code::PRODUCER_FENCED);
+    assert_eq!(init_ok(&mut client, "tx-k-done"), (pid_c, epoch_c + 1));
+}

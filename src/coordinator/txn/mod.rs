@@ -409,3 +409,45 @@ fn job(meta: &TxnMetadata) -> EndJob {
         offsets: if commit { meta.pending_offsets.clone() } else { Vec::new() },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StoreOptions;
+
+    fn open(dir: &std::path::Path) -> TxnCoordinator {
+        let opts = StoreOptions { block_cache_bytes: 8 << 20, write_buffer_bytes: 8 << 20, fsync: false, spare_column_families: 2 };
+        TxnCoordinator::load(Store::open(dir, &opts).unwrap(), TxnSettings { max_timeout_ms: 60_000 }).unwrap()
+    }
+
+    #[test]
+    fn a_transaction_prepared_before_a_crash_is_handed_back_to_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pid, job) = {
+            let c = open(dir.path());
+            let InitOutcome::Ready(pid, 0) = c.init_producer_id("t", 10_000, None, || Ok(41)).unwrap() else { panic!("init") };
+            c.add_partitions("t", pid, 0, &[("a".into(), 1), ("b".into(), 0)]).unwrap();
+            c.add_offsets("t", pid, 0, "g").unwrap();
+            let offset = PendingOffset { group: "g".into(), topic: "a".into(), partition: 1, offset: 9, leader_epoch: 2, metadata: "m".into() };
+            c.commit_offsets("t", pid, 0, vec![offset]).unwrap();
+            assert!(c.unstable_offsets("g").contains(&("a".to_string(), 1)));
+            let EndOutcome::Markers(job) = c.end_txn("t", pid, 0, true).unwrap() else { panic!("end") };
+            assert_eq!(c.with_ongoing(pid, 0, "a", 1, || ()), Err(TxnError::InvalidTxnState("no open transaction (state PrepareCommit)".into())));
+            (pid, job)
+            // dropped without completing: a crash between PrepareCommit and the markers
+        };
+        let c = open(dir.path());
+        assert_eq!(c.unfinished(), vec![job.clone()], "the prepared commit is found again");
+        assert_eq!(job.partitions, vec![("a".to_string(), 1), ("b".to_string(), 0)]);
+        assert_eq!(job.offsets.len(), 1);
+        c.complete(&job).unwrap();
+        assert!(c.unfinished().is_empty());
+        assert_eq!(c.describe("t").unwrap().state, TxnState::CompleteCommit);
+        assert!(c.unstable_offsets("g").is_empty());
+        drop(c);
+        let c = open(dir.path());
+        assert_eq!(c.describe("t").unwrap().state, TxnState::CompleteCommit, "completion is persisted");
+        assert_eq!(c.init_producer_id("t", 10_000, None, || Ok(99)).unwrap(), InitOutcome::Ready(pid, 1));
+        assert_eq!(c.init_producer_id("t", 60_001, None, || Ok(99)), Err(TxnError::InvalidTransactionTimeout(60_001, 60_000)));
+    }
+}
