@@ -742,6 +742,8 @@ impl PartitionLog {
         let max_timestamp = self.trim_time_index(&db, &meta, &mut write, keep_from, state.max_timestamp)?;
         write.delete_range_cf(&cf, keys::OFFSET_KEY_MIN, &keys::offset_key(keep_from)[..]);
         write.delete_range_cf(&meta, &bi_prefix, &keys::batch_index(tid, p, keep_from));
+        // Aborted transactions whose markers are gone are no longer reported.
+        write.delete_range_cf(&meta, keys::aborted_txn_prefix(tid, Some(p)), keys::aborted_txn(tid, p, keep_from));
         write.put_cf(&meta, keys::partition_meta(tid, p), meta_value(new_start, state.log_end, state.leader_epoch));
         db.write(write).map_err(|e| self.rocks_error(e, true))?;
         state.log_start = new_start;

@@ -461,6 +461,11 @@ fn markers_move_the_last_stable_offset_and_index_aborts_across_reopen() {
     let markers: Vec<Option<bool>> =
         raw_batches(&all.records).iter().map(|b| batch::marker_is_commit(b)).collect();
     assert_eq!(markers, vec![None, None, None, Some(false), None, Some(true), Some(true)]);
+    // Deleting records below the abort marker drops its index entry; up to it keeps it.
+    log.delete_records(7).unwrap();
+    assert_eq!(log.aborted_txns(0, i64::MAX).unwrap().len(), 1, "the marker at 7 is still there");
+    log.delete_records(8).unwrap();
+    assert!(log.aborted_txns(0, i64::MAX).unwrap().is_empty(), "its marker was deleted");
 }
 
 /// Splits stored batches back to back.
