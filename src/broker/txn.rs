@@ -14,7 +14,7 @@ use super::{AppendTicket, Broker, BrokerError, Partition};
 use crate::coordinator::txn::{EndJob, EndOutcome, InitOutcome, PendingOffset, TxnCoordinator, TxnError};
 use crate::coordinator::TxnCommitMember;
 use crate::error::GroupError;
-use crate::storage::batch::BatchHeader;
+use crate::storage::batch::{BatchError, BatchHeader};
 use crate::storage::partition_log::TxnMarker;
 
 /// The coordinator epoch markers carry (one broker: never changes).
@@ -88,7 +88,9 @@ impl Broker {
     /// Appends a produce's records; transactional batches only for a partition of the
     /// producer's open transaction, checked under the transaction's lock.
     pub fn append_produce(&self, partition: &Partition, records: Bytes) -> Result<AppendTicket, BrokerError> {
-        match transactional_producer(&records) {
+        let producer = transactional_producer(&records)
+            .map_err(|e| BrokerError::Storage(crate::error::StorageError::Batch(e)))?;
+        match producer {
             Some((pid, epoch)) => {
                 let topic = partition.topic().name.clone();
                 self.txns.with_ongoing(pid, epoch, &topic, partition.index(), || partition.append(records))?
@@ -170,20 +172,26 @@ pub async fn run_txn_timers(broker: Arc<Broker>, interval: Duration) {
     }
 }
 
-/// The producer id and epoch of the first transactional batch of a produce, if any.
-fn transactional_producer(records: &[u8]) -> Option<(i64, i16)> {
+/// The producer id and epoch of the transactional batches of a produce, if any. Every
+/// batch must then be transactional with the same producer and epoch, so that the one
+/// check covers them all. Framing errors are left to the append's validation.
+fn transactional_producer(records: &[u8]) -> Result<Option<(i64, i16)>, BatchError> {
     let mut rest = records;
+    let mut seen: Option<Option<(i64, i16)>> = None;
     while let Ok(header) = BatchHeader::parse(rest) {
-        if header.is_transactional() && header.has_producer_id() {
-            return Some((header.producer_id, header.producer_epoch));
+        let this = (header.is_transactional() && header.has_producer_id()).then_some((header.producer_id, header.producer_epoch));
+        match seen {
+            None => seen = Some(this),
+            Some(first) if first != this && (first.is_some() || this.is_some()) => return Err(BatchError::MixedTransactionalBatches),
+            Some(_) => {}
         }
         let len = header.total_len();
         if len <= crate::storage::batch::LOG_OVERHEAD || len > rest.len() {
-            return None;
+            break;
         }
         rest = &rest[len..];
     }
-    None
+    Ok(seen.flatten())
 }
 
 fn marker_error(e: BrokerError) -> TxnError {
@@ -195,4 +203,26 @@ fn marker_error(e: BrokerError) -> TxnError {
 
 fn group_error(e: GroupError) -> BrokerError {
     BrokerError::Group(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::tests::sample_batch;
+
+    fn txn(pid: i64) -> Vec<u8> {
+        let mut b = sample_batch(2, pid, 0);
+        b[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+        b.to_vec()
+    }
+
+    #[test]
+    fn transactional_batches_of_a_produce_belong_to_one_producer() {
+        assert_eq!(transactional_producer(&sample_batch(2, 5, 0)), Ok(None), "idempotent, not transactional");
+        assert_eq!(transactional_producer(&[txn(5), txn(5)].concat()), Ok(Some((5, 0))));
+        assert_eq!(transactional_producer(&[txn(5), txn(6)].concat()), Err(BatchError::MixedTransactionalBatches));
+        assert_eq!(transactional_producer(&[sample_batch(2, 5, 0).to_vec(), txn(5)].concat()), Err(BatchError::MixedTransactionalBatches));
+        assert_eq!(transactional_producer(&[txn(5), sample_batch(2, -1, -1).to_vec()].concat()), Err(BatchError::MixedTransactionalBatches));
+        assert_eq!(transactional_producer(&[1, 2, 3]), Ok(None), "framing is the append's to judge");
+    }
 }

@@ -58,6 +58,10 @@ pub enum BatchError {
     /// A transactional batch without a producer id (a transaction needs one).
     #[error("transactional batch without a producer id")]
     TransactionalBatch,
+    /// The batches of one partition mix transactional and other batches, or several
+    /// producers (a transaction is checked once per partition of a produce).
+    #[error("transactional batches of one produce must all belong to one producer")]
+    MixedTransactionalBatches,
     /// The compressed records do not decode.
     #[error("cannot decompress records (codec {codec}): {reason}")]
     Decompression {
