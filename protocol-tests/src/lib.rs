@@ -33,6 +33,8 @@ use kafka_protocol::records::{
 };
 
 pub use kafka_protocol;
+
+pub mod cluster;
 pub use uuid::Uuid;
 
 /// How long one read from or write to the broker may block before the test fails.
@@ -203,7 +205,8 @@ pub struct BrokerProcess {
     options: BrokerOptions,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -483,13 +486,25 @@ impl BrokerProcess {
         }
     }
 
-    /// Kills the broker with SIGKILL (no shutdown path runs) and starts it again on the
-    /// same data dir.
-    pub fn kill9_and_restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// Kills the broker with SIGKILL (`kill -9`: no shutdown, no flush) and reaps it.
+    pub fn kill(&mut self) {
+        self.assert_running();
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Sends SIGSTOP (the process freezes: sockets stay open, nothing answers) or,
+    /// with `false`, SIGCONT.
+    pub fn pause(&mut self, paused: bool) {
+        let child = self.child.as_ref().expect("broker is not running");
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    }
+
+    /// Starts a broker that was killed or stopped again, on the same data dir and options.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "broker is still running");
         self.spawn();
     }
 

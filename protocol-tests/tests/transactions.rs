@@ -524,7 +524,8 @@ fn a_transaction_open_when_the_broker_is_killed_is_aborted_after_the_restart() {
         assert_eq!(client.produce_ok("txn-k", 0, batch), 4 + 2 * i as i64);
     }
     drop(client);
-    broker.kill9_and_restart();
+    broker.kill();
+    broker.start_again();
     let mut client = broker.client();
     // The open transaction holds the LSO until it times out; then it is aborted.
     let deadline = Instant::now() + Duration::from_secs(20);

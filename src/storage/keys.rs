@@ -24,6 +24,10 @@
 //!   compacted partition (every batch below it has been cleaned)
 //! - `a/<ACL binding (JSON)>` → empty: one key per ACL, so creating and deleting one is
 //!   one put or delete (see `acl_store`)
+//! - `ml/<raft index>` → an entry of the cluster metadata (controller) group's Raft log
+//!   (bincode); `ms/vote`, `ms/committed`, `ms/purged`, `ms/snapshot` → that group's
+//!   vote, committed log id, last purged log id and latest snapshot (see
+//!   `cluster::metadata::store`)
 
 use uuid::Uuid;
 
@@ -380,3 +384,33 @@ pub fn txn(transactional_id: &str) -> Vec<u8> {
     k.extend_from_slice(transactional_id.as_bytes());
     k
 }
+
+/// Prefix of the cluster metadata group's Raft log entries.
+pub const METADATA_LOG_PREFIX: &[u8] = b"ml/";
+
+/// Key of the cluster metadata group's Raft log entry at `index`: big-endian, so key
+/// order is log order.
+pub fn metadata_log(index: u64) -> Vec<u8> {
+    let mut k = METADATA_LOG_PREFIX.to_vec();
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The Raft index of a metadata log key (None: another kind of key).
+pub fn parse_metadata_log(key: &[u8]) -> Option<u64> {
+    let rest = key.strip_prefix(METADATA_LOG_PREFIX)?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
+}
+
+/// Key of the cluster metadata group's vote.
+pub const METADATA_VOTE: &[u8] = b"ms/vote";
+/// Key of the cluster metadata group's committed log id.
+pub const METADATA_COMMITTED: &[u8] = b"ms/committed";
+/// Key of the cluster metadata group's last purged log id.
+pub const METADATA_PURGED: &[u8] = b"ms/purged";
+/// Key of the cluster metadata group's latest snapshot (meta and serialised state).
+pub const METADATA_SNAPSHOT: &[u8] = b"ms/snapshot";
+
+/// Key of this data directory's node id (4 big-endian bytes), written at first start;
+/// a later start with another `node_id` is refused (see `Broker::open`).
+pub const NODE_ID: &[u8] = b"node_id";
