@@ -137,6 +137,12 @@ pub struct Config {
     pub super_users: Vec<String>,
     /// Whether a resource no ACL covers is open to everyone (`allow.everyone.if.no.acl.found`).
     pub allow_everyone_if_no_acl_found: bool,
+    /// The largest `transaction.timeout.ms` a transactional producer may ask for
+    /// (`transaction.max.timeout.ms`); more is refused with INVALID_TRANSACTION_TIMEOUT.
+    pub transaction_max_timeout_ms: i64,
+    /// How often open transactions past their timeout are looked for and aborted
+    /// (`transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: i64,
     /// Bind address (`ip:port`) of the internal listener carrying broker-to-broker traffic
     /// (Raft RPCs of every group, liveness pings); empty: a single broker, no internal listener.
     pub internal_listener: String,
@@ -222,6 +228,8 @@ impl Default for Config {
             authorizer_enabled: false,
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             internal_listener: String::new(),
             internal_advertised_listener: String::new(),
             cluster_seeds: Vec::new(),
@@ -406,6 +414,12 @@ pub struct Cli {
     /// Allow everyone on resources no ACL covers.
     #[arg(long, env = "FLUXO_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
     pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// Largest transaction timeout a producer may ask for, in ms.
+    #[arg(long, env = "FLUXO_TRANSACTION_MAX_TIMEOUT_MS")]
+    pub transaction_max_timeout_ms: Option<i64>,
+    /// How often timed-out transactions are looked for and aborted, in ms.
+    #[arg(long, env = "FLUXO_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS")]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<i64>,
     /// Bind address (ip:port) of the broker-to-broker listener (empty: single broker).
     #[arg(long, env = "FLUXO_INTERNAL_LISTENER")]
     pub internal_listener: Option<String>,
@@ -527,6 +541,8 @@ impl Config {
             authorizer_enabled,
             super_users,
             allow_everyone_if_no_acl_found,
+            transaction_max_timeout_ms,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms,
             internal_listener,
             internal_advertised_listener,
             cluster_seeds,
@@ -652,9 +668,20 @@ impl Config {
         if self.log_cleaner_delete_retention_ms < 0 {
             return Err(invalid("log_cleaner_delete_retention_ms", "must be >= 0"));
         }
+        if self.transaction_max_timeout_ms < 1 {
+            return Err(invalid("transaction_max_timeout_ms", "must be >= 1"));
+        }
+        if self.transaction_abort_timed_out_transaction_cleanup_interval_ms < 1 {
+            return Err(invalid("transaction_abort_timed_out_transaction_cleanup_interval_ms", "must be >= 1"));
+        }
         self.validate_security()?;
         self.validate_cluster()?;
         Ok(())
+    }
+
+    /// The transaction coordinator's settings from this configuration.
+    pub fn txn_settings(&self) -> crate::coordinator::txn::TxnSettings {
+        crate::coordinator::txn::TxnSettings { max_timeout_ms: self.transaction_max_timeout_ms }
     }
 
     /// The advertised listener split into host and port.

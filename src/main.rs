@@ -122,6 +122,8 @@ async fn run(config: Config) -> ExitCode {
     let retention = std::time::Duration::from_millis(broker.config().log_retention_check_interval_ms as u64);
     tokio::spawn(fluxo::broker::retention::enforce_retention_every(broker.clone(), retention));
     tokio::spawn(fluxo::broker::compaction::run_cleaner(broker.clone(), broker.shutdown_signal().clone()));
+    let txn_check = std::time::Duration::from_millis(broker.config().transaction_abort_timed_out_transaction_cleanup_interval_ms as u64);
+    tokio::spawn(fluxo::broker::txn::run_txn_timers(broker.clone(), txn_check));
     fluxo::server::run(broker, listeners, shutdown_signal()).await;
     if let Some(t) = transport {
         t.shutdown().await;

@@ -88,6 +88,10 @@ fn process_frame(frame: Bytes) -> Result<(), String> {
         DeleteAcls => DeleteAclsRequest,
         DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
         AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+        AddPartitionsToTxn => AddPartitionsToTxnRequest,
+        AddOffsetsToTxn => AddOffsetsToTxnRequest,
+        EndTxn => EndTxnRequest,
+        TxnOffsetCommit => TxnOffsetCommitRequest,
     );
     if let Some(produce) = produce? {
         for topic in produce.topic_data {
@@ -576,6 +580,52 @@ fn seed_request(api: ApiKey, version: i16, codec: u8) -> Option<Vec<u8>> {
                     .with_iterations(4096)
                     .with_salt(Bytes::from_static(b"0123456789abcdef"))
                     .with_salted_password(Bytes::from_static(&[7u8; 64]))]),
+        ),
+        ApiKey::AddPartitionsToTxn => frame(
+            api,
+            version,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(m::TransactionalId(StrBytes::from_static_str("tx")))
+                .with_v3_and_below_producer_id(m::ProducerId(7))
+                .with_v3_and_below_producer_epoch(1)
+                .with_v3_and_below_topics(vec![m::add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(m::TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![0, 1])]),
+        ),
+        ApiKey::AddOffsetsToTxn => frame(
+            api,
+            version,
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(m::TransactionalId(StrBytes::from_static_str("tx")))
+                .with_producer_id(m::ProducerId(7))
+                .with_producer_epoch(1)
+                .with_group_id(m::GroupId(StrBytes::from_static_str("g"))),
+        ),
+        ApiKey::EndTxn => frame(
+            api,
+            version,
+            &EndTxnRequest::default()
+                .with_transactional_id(m::TransactionalId(StrBytes::from_static_str("tx")))
+                .with_producer_id(m::ProducerId(7))
+                .with_producer_epoch(1)
+                .with_committed(true),
+        ),
+        ApiKey::TxnOffsetCommit => frame(
+            api,
+            version,
+            &TxnOffsetCommitRequest::default()
+                .with_transactional_id(m::TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(m::GroupId(StrBytes::from_static_str("g")))
+                .with_producer_id(m::ProducerId(7))
+                .with_producer_epoch(1)
+                .with_generation_id(if version >= 3 { 2 } else { -1 })
+                .with_member_id(StrBytes::from_static_str(""))
+                .with_topics(vec![m::txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(m::TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![m::txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(42)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("m")))])]),
         ),
         _ => None,
     }

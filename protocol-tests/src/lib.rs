@@ -76,6 +76,26 @@ pub mod code {
     pub const INVALID_RECORD: i16 = 87;
     /// UNKNOWN_TOPIC_ID.
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    /// INVALID_PRODUCER_EPOCH.
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    /// INVALID_TXN_STATE.
+    pub const INVALID_TXN_STATE: i16 = 48;
+    /// INVALID_PRODUCER_ID_MAPPING.
+    pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    /// INVALID_TRANSACTION_TIMEOUT.
+    pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+    /// CONCURRENT_TRANSACTIONS.
+    pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+    /// OPERATION_NOT_ATTEMPTED.
+    pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
+    /// PRODUCER_FENCED.
+    pub const PRODUCER_FENCED: i16 = 90;
+    /// UNKNOWN_MEMBER_ID.
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    /// ILLEGAL_GENERATION.
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    /// UNSTABLE_OFFSET_COMMIT.
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 }
 
 /// Every API Fluxo advertises, with its (min, max) version.
@@ -115,6 +135,10 @@ pub const ADVERTISED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
 ];
 
 /// The advertised version range of `key` (panics for APIs Fluxo does not advertise).

@@ -652,3 +652,85 @@ fn offset_fetch_delete_and_authorized_operations_follow_acls() {
     drop(broker);
     assert_no_panic(dir.path());
 }
+
+#[test]
+fn transactional_ids_are_authorized() {
+    use kafka_protocol::messages::{EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest, ProducerId, TransactionalId};
+    const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    const TRANSACTIONAL_ID: i8 = 5;
+    const DESCRIBE: i8 = 8;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    create_topic(&mut admin, "tt");
+    let mut alice = login(&broker, "alice");
+    let init = |c: &mut Client, id: &str| {
+        let r = c.call(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(sb(id))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        (r.error_code, r.producer_id.0, r.producer_epoch)
+    };
+    let find = |c: &mut Client, id: &str| {
+        c.call(4, &FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![sb(id)])).coordinators[0].error_code
+    };
+    assert_eq!(find(&mut alice, "tx-alice"), TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    assert_eq!(init(&mut alice, "tx-alice").0, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    let (code, pid, epoch) = init(&mut admin, "tx-admin");
+    assert_eq!(code, 0, "a super user may");
+    assert_eq!(
+        create_acls(
+            &mut admin,
+            vec![
+                creation(TRANSACTIONAL_ID, "tx-alice", LITERAL, "User:alice", WRITE, ALLOW),
+                creation(TOPIC, "tt", LITERAL, "User:alice", WRITE, ALLOW),
+            ]
+        ),
+        vec![0, 0]
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while init(&mut alice, "tx-alice").0 != 0 {
+        assert!(Instant::now() < deadline, "the ACL never took effect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(find(&mut alice, "tx-alice"), 0, "WRITE implies DESCRIBE");
+    assert_eq!(find(&mut alice, "tx-admin"), TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    let end = |c: &mut Client, id: &str| {
+        c.call(
+            3,
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(sb(id)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(true),
+        )
+        .error_code
+    };
+    assert_eq!(end(&mut alice, "tx-admin"), TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "another producer's id");
+    // A produce naming a transactional id alice may not write is refused for every partition.
+    let req = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(sb("tx-admin"))))
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default().with_name(topic_name("tt")).with_partition_data(vec![
+            PartitionProduceData::default().with_index(0).with_records(Some(encode_batch(&sample_records("x", 1)))),
+        ])]);
+    let r = alice.call(9, &req);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    assert_eq!(create_acls(&mut admin, vec![creation(TRANSACTIONAL_ID, "tx-admin", LITERAL, "User:alice", DESCRIBE, ALLOW)]), vec![0]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while find(&mut alice, "tx-admin") != 0 {
+        assert!(Instant::now() < deadline, "the DESCRIBE ACL never took effect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(end(&mut alice, "tx-admin"), TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "DESCRIBE does not allow WRITE");
+    drop(alice);
+    drop(admin);
+    drop(broker);
+    assert_no_panic(dir.path());
+}

@@ -87,7 +87,7 @@ fn poison_cases(ts: i64) -> Vec<(&'static str, Bytes, i16)> {
         ("codec 6", raw_batch(6, 1, 0, ts, &one), code::INVALID_RECORD),
         ("codec 7", raw_batch(7, 1, 0, ts, &one), code::INVALID_RECORD),
         ("control batch", raw_batch(0x20, 1, 0, ts, &one), code::INVALID_RECORD),
-        ("transactional batch", raw_batch(0x10, 1, 0, ts, &one), code::INVALID_RECORD),
+        ("transactional batch without a producer id", raw_batch(0x10, 1, 0, ts, &one), code::INVALID_RECORD),
         ("header-only batch claiming 2^31-1 records", raw_batch(0, i32::MAX, i32::MAX - 1, ts, &[]), code::INVALID_RECORD),
         ("gzip batch claiming 2^31-1 records", raw_batch(1, i32::MAX, i32::MAX - 1, ts, &gzip(&one)), code::INVALID_RECORD),
         ("more records declared than present", raw_batch(0, 2, 1, ts, &one), code::INVALID_RECORD),

@@ -54,6 +54,12 @@ pub enum BrokerError {
     /// The authorizer refused the operation.
     #[error(transparent)]
     NotAuthorized(#[from] crate::security::acl::AuthorizationError),
+    /// The transaction coordinator refused the operation (or a transactional write).
+    #[error(transparent)]
+    Txn(#[from] crate::coordinator::txn::TxnError),
+    /// The group coordinator refused the operation (a transactional offset commit).
+    #[error(transparent)]
+    Group(crate::error::GroupError),
 }
 
 impl BrokerError {

@@ -23,6 +23,8 @@ pub struct FetchTarget {
     pub max_bytes: usize,
     /// The client's leader epoch (-1: not given).
     pub leader_epoch: i32,
+    /// read_committed: stop at the last stable offset and report aborted transactions.
+    pub read_committed: bool,
 }
 
 /// A fetch: its partitions and how long and for how much to wait.
@@ -44,6 +46,8 @@ pub struct FetchedPartition {
     pub high_watermark: i64,
     /// Log start offset (-1 when the partition is unknown).
     pub log_start_offset: i64,
+    /// Last stable offset (-1 when the partition is unknown).
+    pub last_stable_offset: i64,
     /// The batches read, or why none could be.
     pub result: Result<ReadResult, BrokerError>,
 }
@@ -124,12 +128,21 @@ fn read_one(target: &FetchTarget, budget: usize, first: bool) -> FetchedPartitio
     let partition = match &target.partition {
         Ok(p) => p,
         Err(e) => {
-            return FetchedPartition { high_watermark: -1, log_start_offset: -1, result: Err(e.clone_lookup()) };
+            return FetchedPartition {
+                high_watermark: -1,
+                log_start_offset: -1,
+                last_stable_offset: -1,
+                result: Err(e.clone_lookup()),
+            };
         }
     };
     let offsets = partition.offsets();
-    let mut fetched =
-        FetchedPartition { high_watermark: offsets.high_watermark, log_start_offset: offsets.log_start, result: Ok(ReadResult::default()) };
+    let mut fetched = FetchedPartition {
+        high_watermark: offsets.high_watermark,
+        log_start_offset: offsets.log_start,
+        last_stable_offset: partition.last_stable_offset(),
+        result: Ok(ReadResult::default()),
+    };
     if let Err(e) = partition.check_leader_epoch(target.leader_epoch) {
         fetched.result = Err(e);
         return fetched;
@@ -138,10 +151,15 @@ fn read_one(target: &FetchTarget, budget: usize, first: bool) -> FetchedPartitio
     if budget == 0 && !first {
         return fetched;
     }
-    fetched.result = partition.read(target.offset, budget.max(1), first);
+    fetched.result = if target.read_committed {
+        partition.read_committed(target.offset, budget.max(1), first)
+    } else {
+        partition.read(target.offset, budget.max(1), first)
+    };
     if let Ok(read) = &fetched.result {
         fetched.high_watermark = read.high_watermark;
         fetched.log_start_offset = read.log_start_offset;
+        fetched.last_stable_offset = read.last_stable_offset;
     }
     fetched
 }

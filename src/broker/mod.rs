@@ -18,6 +18,7 @@ mod partition;
 pub mod retention;
 mod topics;
 pub mod compaction;
+pub mod txn;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub struct Broker {
     metrics: Arc<Metrics>,
     acls: acl::Acls,
     scram: scram::Scram,
+    txns: crate::coordinator::txn::TxnCoordinator,
 }
 
 impl Broker {
@@ -73,6 +75,7 @@ impl Broker {
         check_or_store_node_id(&store, config.node_id)?;
         let acls = acl::Acls::load(store.clone(), &config)?;
         let scram = scram::Scram::load(store.clone(), &config)?;
+        let txns = crate::coordinator::txn::TxnCoordinator::load(store.clone(), config.txn_settings())?;
         Ok(Arc::new(Broker {
             config,
             store,
@@ -84,6 +87,7 @@ impl Broker {
             metrics: Arc::new(Metrics::default()),
             acls,
             scram,
+            txns,
         }))
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::error::BrokerError;
 use crate::metrics::Metrics;
 use crate::storage::batch::{self, BatchError, BatchHeader};
-use crate::storage::partition_log::{LogOffsets, ReadResult};
+use crate::storage::partition_log::{LogOffsets, ReadResult, TxnMarker};
 use crate::storage::{Durability, PartitionLog, Store, Topic};
 
 /// One partition replica: its log (offsets, producer state, batches), the topic
@@ -193,6 +193,31 @@ impl Partition {
             return Ok(AppendTicket { pending: None, appended });
         }
         Ok(AppendTicket { pending: Some(pending), appended })
+    }
+
+    /// Writes a transaction marker (COMMIT or ABORT) for `marker.producer_id`; the
+    /// ticket resolves once it is durable.
+    pub fn append_marker(&self, marker: TxnMarker) -> Result<AppendTicket, BrokerError> {
+        let result = self.log.append_marker(marker, true)?;
+        let appended = Appended { base_offset: result.base_offset, log_start_offset: result.log_start_offset, log_append_time: None };
+        let pending = Pending { log: self.log.clone(), log_end: result.log_end_offset, durability: self.store.durability() };
+        if matches!(pending.durability, Durability::Done) {
+            pending.log.advance_high_watermark(pending.log_end);
+            return Ok(AppendTicket { pending: None, appended });
+        }
+        Ok(AppendTicket { pending: Some(pending), appended })
+    }
+
+    /// The last stable offset (first offset of the earliest open transaction, else the
+    /// high watermark).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.log.last_stable_offset()
+    }
+
+    /// [`read`](Self::read) for read_committed consumers: up to the last stable offset,
+    /// with the aborted transactions overlapping the batches read.
+    pub fn read_committed(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, BrokerError> {
+        Ok(self.log.read_committed(offset, max_bytes, min_one)?)
     }
 
     /// Reads whole batches from the one containing `offset` up to the high

@@ -64,7 +64,7 @@ async fn without_fsync_the_write_is_visible_at_once() {
 async fn a_long_poll_answers_with_the_partition_that_changed() {
     let (_dir, broker) = broker(false);
     let parts = partition(&broker, "t", 2);
-    let target = |p: &Partition| FetchTarget { partition: Ok(p.clone()), offset: 0, max_bytes: 1 << 20, leader_epoch: -1 };
+    let target = |p: &Partition| FetchTarget { partition: Ok(p.clone()), offset: 0, max_bytes: 1 << 20, leader_epoch: -1, read_committed: false };
     let spec = FetchRequestSpec {
         targets: vec![target(&parts[0]), target(&parts[1])],
         min_bytes: 1,

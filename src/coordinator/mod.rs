@@ -13,6 +13,8 @@ mod consumer;
 mod group;
 mod offsets;
 mod reconcile;
+pub mod txn;
+mod txn_offsets;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -32,6 +34,7 @@ pub use consumer::{
 };
 pub use group::{Group, GroupKind};
 pub use offsets::{CommitParams, CommitResults, FetchedOffsets, PartitionCommit};
+pub use txn_offsets::TxnCommitMember;
 
 use crate::error::{GroupError, StorageError};
 pub use crate::storage::group_store::StoredOffset;

@@ -84,6 +84,8 @@ impl KafkaError for BrokerError {
             BrokerError::NotDurable(_) => ResponseError::KafkaStorageError,
             BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower,
             BrokerError::NotAuthorized(e) => e.kafka_error(),
+            BrokerError::Txn(e) => e.kafka_error(),
+            BrokerError::Group(e) => e.kafka_error(),
         }
     }
 }
@@ -179,5 +181,32 @@ impl KafkaError for crate::security::sasl::ScramUserError {
             ScramUserError::DeleteNotFound | ScramUserError::DescribeNotFound(_) => ResponseError::ResourceNotFound,
             ScramUserError::AlteredTwice | ScramUserError::DescribedTwice(_) => ResponseError::DuplicateResource,
         }
+    }
+}
+
+impl KafkaError for crate::coordinator::txn::TxnError {
+    fn kafka_error(&self) -> ResponseError {
+        use crate::coordinator::txn::TxnError;
+        match self {
+            TxnError::InvalidTransactionTimeout(..) => ResponseError::InvalidTransactionTimeout,
+            TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+            TxnError::ProducerFenced => ResponseError::ProducerFenced,
+            TxnError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+            TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+            TxnError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+            TxnError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            // Retriable: the client tries again (Kafka answers NOT_COORDINATOR or
+            // COORDINATOR_NOT_AVAILABLE when its log cannot be written).
+            TxnError::Storage(_) => ResponseError::CoordinatorNotAvailable,
+        }
+    }
+}
+
+/// The code of a transaction error for a request version that predates
+/// PRODUCER_FENCED (KIP-588): older clients know it as INVALID_PRODUCER_EPOCH.
+pub fn txn_code(e: &crate::coordinator::txn::TxnError, producer_fenced_known: bool) -> i16 {
+    match e {
+        crate::coordinator::txn::TxnError::ProducerFenced if !producer_fenced_known => ResponseError::InvalidProducerEpoch.code(),
+        e => e.code(),
     }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProducerId};
 
 use super::error::KafkaError;
 use super::{auth, Session, Sharing, Versions};
@@ -16,6 +16,9 @@ use crate::security::acl::Operation;
 
 /// The Fetch versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(4, 17);
+
+/// The isolation level of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
 
 /// Upper bound on a long poll, whatever the client asks for.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -45,6 +48,7 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: FetchRequest
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 leader_epoch: p.current_leader_epoch,
+                read_committed: request.isolation_level == READ_COMMITTED,
             });
         }
         shape.push((t.topic, t.topic_id, indexes));
@@ -55,6 +59,7 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: FetchRequest
         max_bytes: if request.max_bytes <= 0 { i32::MAX as usize } else { request.max_bytes as usize },
         max_wait: Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT),
     };
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let mut fetched = broker.fetch(spec).await.into_iter();
     let mut errors = 0u64;
     let mut shared = Vec::new();
@@ -69,7 +74,7 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: FetchRequest
                     if let Ok(read) = &f.result {
                         shared.push(read.records.clone());
                     }
-                    partition_data(index, f, version)
+                    partition_data(index, f, version, read_committed)
                 })
                 .collect();
             let response = FetchableTopicResponse::default().with_partitions(partitions);
@@ -86,15 +91,24 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: FetchRequest
     Sharing { body: FetchResponse::default().with_responses(responses), shared }
 }
 
-fn partition_data(index: i32, fetched: FetchedPartition, version: i16) -> PartitionData {
+fn partition_data(index: i32, fetched: FetchedPartition, version: i16, read_committed: bool) -> PartitionData {
     let data = PartitionData::default()
         .with_partition_index(index)
         .with_high_watermark(fetched.high_watermark)
-        .with_last_stable_offset(fetched.high_watermark);
+        .with_last_stable_offset(fetched.last_stable_offset);
     // The log start offset exists from v5.
     let data = if version >= 5 { data.with_log_start_offset(fetched.log_start_offset) } else { data };
     match fetched.result {
-        Ok(read) => data.with_records(Some(read.records)),
+        Ok(read) => {
+            // Aborted transactions are reported to read_committed fetches only (null otherwise, as Kafka).
+            let aborted = read_committed.then(|| {
+                read.aborted
+                    .iter()
+                    .map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset))
+                    .collect()
+            });
+            data.with_aborted_transactions(aborted).with_records(Some(read.records))
+        }
         Err(e) => data.with_error_code(e.code()),
     }
 }

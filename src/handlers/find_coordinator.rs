@@ -1,5 +1,4 @@
-//! FindCoordinator: this broker coordinates every group; transactions are not
-//! supported yet, so transaction keys get COORDINATOR_NOT_AVAILABLE.
+//! FindCoordinator: this broker coordinates every group and every transactional id.
 
 use std::sync::Arc;
 
@@ -12,6 +11,7 @@ use super::Versions;
 use crate::broker::{Broker, Endpoint};
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// The FindCoordinator versions this broker answers (each has wire-level tests).
 pub const VERSIONS: Versions = Versions::new(0, 6);
@@ -25,14 +25,18 @@ pub async fn handle(
 ) -> FindCoordinatorResponse {
     let endpoint: Arc<Endpoint> = session.endpoint.clone();
     use crate::security::acl::{Operation, ResourceType};
-    // Finding a group's coordinator needs GROUP DESCRIBE (Kafka).
-    let refused = |key: &str| {
-        (request.key_type == KEY_TYPE_GROUP
-            && !super::auth::allowed(&broker, &session, Operation::Describe, ResourceType::Group, key))
-        .then(|| super::error::KafkaError::code(&crate::security::acl::AuthorizationError::Group))
+    // Finding a group's coordinator needs GROUP DESCRIBE, a transactional id's
+    // TRANSACTIONAL_ID DESCRIBE (Kafka).
+    let refused = |key: &str| match request.key_type {
+        KEY_TYPE_GROUP => (!super::auth::allowed(&broker, &session, Operation::Describe, ResourceType::Group, key))
+            .then(|| super::error::KafkaError::code(&crate::security::acl::AuthorizationError::Group)),
+        _ => (!super::auth::allowed(&broker, &session, Operation::Describe, ResourceType::TransactionalId, key))
+            .then(|| super::error::KafkaError::code(&crate::security::acl::AuthorizationError::TransactionalId)),
     };
     let (node, host, port) = (BrokerId(broker.node_id()), StrBytes::from_string(endpoint.host.clone()), endpoint.port);
-    let error = (request.key_type != KEY_TYPE_GROUP).then_some(ResponseError::CoordinatorNotAvailable.code());
+    // Transaction coordinators exist from v1 (key types before that are groups).
+    let known = request.key_type == KEY_TYPE_GROUP || request.key_type == KEY_TYPE_TRANSACTION;
+    let error = (!known).then_some(ResponseError::InvalidRequest.code());
     if version < 4 {
         return match error.or_else(|| refused(request.key.as_str())) {
             Some(code) => FindCoordinatorResponse::default()

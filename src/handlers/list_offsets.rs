@@ -20,6 +20,8 @@ pub const VERSIONS: Versions = Versions::new(1, 10);
 
 /// Answers a list-offsets request.
 pub async fn handle(broker: Arc<Broker>, session: super::Session, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // read_committed (isolation level 1, v2+): the latest offset is the last stable offset.
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -42,7 +44,7 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: ListO
                     if let Err(e) = partition.check_online().and_then(|()| partition.check_leader_epoch(p.current_leader_epoch)) {
                         return base.with_error_code(e.code());
                     }
-                    match lookup(&partition, p.timestamp) {
+                    match lookup(&partition, p.timestamp, read_committed) {
                         Ok(Some((offset, timestamp))) => {
                             let found = base.with_offset(offset).with_timestamp(timestamp);
                             // The leader epoch field exists from v4.
@@ -65,9 +67,10 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: ListO
 
 /// (offset, timestamp) for a ListOffsets timestamp or special value; None answers
 /// offset -1 (no record at or after that time).
-fn lookup(partition: &Partition, timestamp: i64) -> Result<Option<(i64, i64)>, BrokerError> {
+fn lookup(partition: &Partition, timestamp: i64, read_committed: bool) -> Result<Option<(i64, i64)>, BrokerError> {
     let offsets = partition.offsets();
     match timestamp {
+        LATEST | LATEST_TIERED if read_committed => Ok(Some((partition.last_stable_offset(), -1))),
         LATEST | LATEST_TIERED => Ok(Some((offsets.high_watermark, -1))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((offsets.log_start, -1))),
         MAX_TIMESTAMP => Ok(Some(partition.max_timestamp()?.unwrap_or((-1, -1)))),

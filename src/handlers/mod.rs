@@ -37,6 +37,10 @@ mod acls;
 mod auth;
 mod alter_user_scram_credentials;
 mod describe_user_scram_credentials;
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
+mod end_txn;
+mod txn_offset_commit;
 use acls::{create as create_acls, delete as delete_acls, describe as describe_acls};
 
 use std::net::SocketAddr;
@@ -215,6 +219,10 @@ apis! {
     DeleteAcls => delete_acls with session,
     DescribeUserScramCredentials => describe_user_scram_credentials with session,
     AlterUserScramCredentials => alter_user_scram_credentials with session,
+    AddPartitionsToTxn => add_partitions_to_txn with session,
+    AddOffsetsToTxn => add_offsets_to_txn with session,
+    EndTxn => end_txn with session,
+    TxnOffsetCommit => txn_offset_commit with session,
 }
 
 /// The supported version range of an API, if it is implemented.

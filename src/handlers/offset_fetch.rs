@@ -7,6 +7,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 };
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -30,6 +31,8 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Offse
             .topics
             .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
         let result = fetch_authorized(&broker, &session, request.group_id.as_str(), wanted.clone(), None);
+        // require_stable exists from v7 (KIP-447).
+        let result = stable_only(&broker, request.group_id.as_str(), version >= 7 && request.require_stable, result);
         return single_group(result, wanted, version);
     }
     let groups = request
@@ -44,6 +47,7 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Offse
                 _ => None,
             };
             let result = fetch_authorized(&broker, &session, g.group_id.as_str(), wanted, member);
+            let result = stable_only(&broker, g.group_id.as_str(), request.require_stable, result);
             let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id);
             match result {
                 Ok(fetched) => group.with_topics(topics_v8(fetched)),
@@ -84,6 +88,31 @@ fn fetch_authorized(
     let denied = AuthorizationError::Topic.code();
     answered.extend(refused.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None, denied)).collect())));
     Ok(answered)
+}
+
+/// With `require_stable` (KIP-447): a partition whose offset a transaction has yet to
+/// commit answers no offset and UNSTABLE_OFFSET_COMMIT, so the client retries.
+fn stable_only(broker: &Broker, group: &str, require_stable: bool, result: Result<Answered, GroupError>) -> Result<Answered, GroupError> {
+    if !require_stable {
+        return result;
+    }
+    let unstable = broker.txns().unstable_offsets(group);
+    let code = ResponseError::UnstableOffsetCommit.code();
+    result.map(|answered| {
+        answered
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let partitions = partitions
+                    .into_iter()
+                    .map(|(p, offset, error)| match error == 0 && unstable.contains(&(topic.clone(), p)) {
+                        true => (p, None, code),
+                        false => (p, offset, error),
+                    })
+                    .collect();
+                (topic, partitions)
+            })
+            .collect()
+    })
 }
 
 fn single_group(result: Result<Answered, GroupError>, wanted: Wanted, version: i16) -> OffsetFetchResponse {

@@ -37,6 +37,10 @@ pub fn handle(
 ) -> impl Future<Output = Optional<ProduceResponse>> + Send + 'static {
     let acks = request.acks;
     let valid_acks = matches!(acks, -1..=1);
+    // A transactional produce needs TRANSACTIONAL_ID WRITE on its id (Kafka).
+    let txn_denied = request.transactional_id.as_ref().and_then(|id| {
+        auth::check(&broker, &session, Operation::Write, crate::security::acl::ResourceType::TransactionalId, id.as_str()).err()
+    });
     let mut topics: Vec<(TopicProduceData, Vec<Stage>)> = Vec::with_capacity(request.topic_data.len());
     for mut topic_data in request.topic_data {
         let partition_data = std::mem::take(&mut topic_data.partition_data);
@@ -52,10 +56,13 @@ pub fn handle(
                 if !valid_acks {
                     return (index, Err(failed(index, ResponseError::InvalidRequiredAcks.code(), None, version)));
                 }
+                if let Some(e) = &txn_denied {
+                    return (index, Err(failed(index, e.code(), None, version)));
+                }
                 let outcome = match &lookup {
                     Ok(topic) => broker.partition(topic, index).and_then(|p| {
                         let records = data.records.unwrap_or_default();
-                        p.append(records)
+                        broker.append_produce(&p, records)
                     }),
                     Err(e) => Err(e.clone_lookup()),
                 };

@@ -55,9 +55,13 @@ pub enum BatchError {
     /// A client sent a control batch; only the broker writes those.
     #[error("clients are not allowed to write control batches")]
     ControlBatch,
-    /// A transactional batch: transactions are not supported.
-    #[error("transactional batches are not supported")]
+    /// A transactional batch without a producer id (a transaction needs one).
+    #[error("transactional batch without a producer id")]
     TransactionalBatch,
+    /// The batches of one partition mix transactional and other batches, or several
+    /// producers (a transaction is checked once per partition of a produce).
+    #[error("transactional batches of one produce must all belong to one producer")]
+    MixedTransactionalBatches,
     /// The compressed records do not decode.
     #[error("cannot decompress records (codec {codec}): {reason}")]
     Decompression {
@@ -253,8 +257,8 @@ pub fn split_and_validate_for(records: Bytes, max_message_bytes: usize) -> Resul
     Ok(out)
 }
 
-/// Checks what a client may not send (unknown codec, control or transactional
-/// batches) and walks every record of a batch that passed [`validate`]; returns the
+/// Checks what a client may not send (unknown codec, control batches, transactional
+/// batches without a producer id) and walks every record of a batch that passed [`validate`]; returns the
 /// largest record timestamp. `max_uncompressed` bounds decompressed bytes.
 pub fn validate_records(batch: &[u8], header: &BatchHeader, max_uncompressed: u64) -> Result<i64, BatchError> {
     if header.compression() > 4 {
@@ -263,7 +267,7 @@ pub fn validate_records(batch: &[u8], header: &BatchHeader, max_uncompressed: u6
     if header.is_control() {
         return Err(BatchError::ControlBatch);
     }
-    if header.is_transactional() {
+    if header.is_transactional() && !header.has_producer_id() {
         return Err(BatchError::TransactionalBatch);
     }
     Ok(records::walk(batch, header, max_uncompressed, |_| {})?.max_timestamp)
@@ -483,4 +487,79 @@ pub fn split_and_validate_stored(records: Bytes, max_message_bytes: usize) -> Re
         out.push((header, BytesMut::from(rest.split_to(header.total_len()))));
     }
     Ok(out)
+}
+
+/// Attributes of a control batch: transactional and control bits, no compression.
+const CONTROL_ATTRIBUTES: i16 = 0x10 | 0x20;
+
+/// Builds a transaction marker: a control batch of one record whose key is Kafka's
+/// `ControlRecordType` (version 0, type 0 = ABORT, 1 = COMMIT) and whose value is the
+/// `EndTransactionMarker` (version 0, coordinator epoch), written by the broker (never
+/// accepted from a client) into each partition of a transaction when it ends.
+pub fn control_batch(producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, timestamp: i64) -> (BatchHeader, BytesMut) {
+    let key = [0u8, 0, 0, commit as u8];
+    let mut value = [0u8; 6];
+    value[2..6].copy_from_slice(&coordinator_epoch.to_be_bytes());
+    // Record: attributes, timestamp delta 0, offset delta 0, key, value, 0 headers.
+    let mut record = vec![0u8, 0, 0];
+    record.push((key.len() as u8) << 1);
+    record.extend_from_slice(&key);
+    record.push((value.len() as u8) << 1);
+    record.extend_from_slice(&value);
+    record.push(0);
+    let mut b = BytesMut::with_capacity(HEADER_LEN + 1 + record.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + 1 + record.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&[2]);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&CONTROL_ATTRIBUTES.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&producer_epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&[(record.len() as u8) << 1]);
+    b.extend_from_slice(&record);
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let header = BatchHeader::parse(&b).expect("a whole header was written");
+    (header, b)
+}
+
+/// Whether a stored control batch is a COMMIT marker (None: not a control batch, or
+/// its key is not a `ControlRecordType`).
+pub fn marker_is_commit(stored: &[u8]) -> Option<bool> {
+    let header = BatchHeader::parse(stored).ok()?;
+    if !header.is_control() || header.compression() != 0 {
+        return None;
+    }
+    // length, attributes, timestamp delta, offset delta, key length (all one byte here).
+    let key = stored.get(HEADER_LEN + 5..HEADER_LEN + 9)?;
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    #[test]
+    fn control_batches_are_valid_frames_with_one_record_and_are_refused_from_clients() {
+        for commit in [false, true] {
+            let (header, bytes) = control_batch(42, 3, commit, 7, 1_000);
+            assert_eq!(validate(&bytes).unwrap(), header);
+            assert!(header.is_control() && header.is_transactional());
+            assert_eq!((header.producer_id, header.producer_epoch, header.record_count), (42, 3, 1));
+            assert_eq!(marker_is_commit(&bytes), Some(commit));
+            let walked = records::walk(&bytes, &header, 1 << 20, |r| assert_eq!(r.key_len, 4)).unwrap();
+            assert_eq!(walked.records, 1);
+            assert_eq!(validate_records(&bytes, &header, 1 << 20), Err(BatchError::ControlBatch));
+        }
+    }
 }

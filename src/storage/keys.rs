@@ -337,6 +337,56 @@ pub fn acl(encoded: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Prefix of the open transactions of a partition, or of a whole topic:
+/// `xo/<topic id><partition><producer id>` → first offset of the producer's open
+/// transaction on the partition (written with its first transactional batch, deleted
+/// with the transaction's marker).
+pub fn open_txn_prefix(topic_id: Uuid, partition: Option<i32>) -> Vec<u8> {
+    let mut k = b"xo/".to_vec();
+    k.extend_from_slice(topic_id.as_bytes());
+    if let Some(p) = partition {
+        k.extend_from_slice(&p.to_be_bytes());
+    }
+    k
+}
+
+/// Key of one producer's open transaction on one partition.
+pub fn open_txn(topic_id: Uuid, partition: i32, producer_id: i64) -> Vec<u8> {
+    let mut k = open_txn_prefix(topic_id, Some(partition));
+    k.extend_from_slice(&producer_id.to_be_bytes());
+    k
+}
+
+/// Prefix of the aborted-transaction index of a partition, or of a whole topic:
+/// `xa/<topic id><partition><last offset>` → producer id and first offset of an
+/// aborted transaction whose ABORT marker is at `last offset` (written with the marker).
+pub fn aborted_txn_prefix(topic_id: Uuid, partition: Option<i32>) -> Vec<u8> {
+    let mut k = b"xa/".to_vec();
+    k.extend_from_slice(topic_id.as_bytes());
+    if let Some(p) = partition {
+        k.extend_from_slice(&p.to_be_bytes());
+    }
+    k
+}
+
+/// Key of one aborted transaction of a partition, by the offset of its ABORT marker.
+pub fn aborted_txn(topic_id: Uuid, partition: i32, last_offset: i64) -> Vec<u8> {
+    let mut k = aborted_txn_prefix(topic_id, Some(partition));
+    k.extend_from_slice(&last_offset.to_be_bytes());
+    k
+}
+
+/// Prefix of every transaction coordinator record: `xt/<transactional id>` → the
+/// transaction's metadata (see `storage::txn_store`).
+pub const TXN_PREFIX: &[u8] = b"xt/";
+
+/// Key of one transactional id's coordinator record.
+pub fn txn(transactional_id: &str) -> Vec<u8> {
+    let mut k = TXN_PREFIX.to_vec();
+    k.extend_from_slice(transactional_id.as_bytes());
+    k
+}
+
 /// Prefix of the cluster metadata group's Raft log entries.
 pub const METADATA_LOG_PREFIX: &[u8] = b"ml/";
 

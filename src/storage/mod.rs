@@ -19,6 +19,7 @@ pub mod topic_config;
 pub mod topic_store;
 pub mod wal_scan;
 pub mod wal_sync;
+pub mod txn_store;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -13,7 +13,7 @@ use rocksdb::{Direction, ErrorKind, IteratorMode, ReadOptions, WriteBatch};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::batch::{self, BatchHeader};
+use super::batch::{self, BatchHeader, HEADER_LEN};
 use super::producer_state::{self, Expiry, ProducerEntry, ProducerStates, SequenceCheck};
 use super::{keys, Store, META_CF};
 use crate::error::StorageError;
@@ -50,6 +50,8 @@ struct LogState {
     producers: ProducerStates,
     /// Largest batch max timestamp in the stored log (the newest time index key).
     max_timestamp: Option<i64>,
+    /// Open transactions: producer id → offset of its first transactional batch here.
+    open_txns: std::collections::HashMap<i64, i64>,
 }
 
 /// One stored batch as the batch index describes it: what retention decides on
@@ -137,6 +139,35 @@ pub struct ReadResult {
     pub high_watermark: i64,
     /// Log start offset.
     pub log_start_offset: i64,
+    /// Last stable offset when the read started (the high watermark when no
+    /// transaction is open).
+    pub last_stable_offset: i64,
+    /// Aborted transactions overlapping the batches read (read_committed reads only).
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// One aborted transaction of a partition, as read_committed fetches report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// The producer that aborted.
+    pub producer_id: i64,
+    /// Offset of its first batch in the transaction.
+    pub first_offset: i64,
+    /// Offset of the ABORT marker.
+    pub last_offset: i64,
+}
+
+/// How a transaction ended, for the marker written into a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnMarker {
+    /// The producer whose transaction ended.
+    pub producer_id: i64,
+    /// Its epoch (the marker's).
+    pub producer_epoch: i16,
+    /// COMMIT (true) or ABORT.
+    pub commit: bool,
+    /// The coordinator epoch that wrote it.
+    pub coordinator_epoch: i32,
 }
 
 /// Offsets that describe a partition right now.
@@ -280,10 +311,23 @@ impl PartitionLog {
         } else {
             None
         };
+        let txn_prefix = keys::open_txn_prefix(topic_id, Some(partition));
+        let mut open_txns = std::collections::HashMap::new();
+        for item in db.iterator_cf(&meta, IteratorMode::From(&txn_prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(&txn_prefix) {
+                break;
+            }
+            let corrupt = || StorageError::CorruptMetadata("open transaction".into());
+            let pid = i64::from_be_bytes(k[txn_prefix.len()..].try_into().map_err(|_| corrupt())?);
+            let first = i64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt())?);
+            open_txns.insert(pid, first);
+        }
         drop((cf, meta));
         let producers = ProducerStates::from_entries(entries);
         let log = PartitionLog::new(store, topic_id, partition, cf_name, log_start, log_end, leader_epoch, producers);
         log.state.lock().max_timestamp = max_timestamp;
+        log.state.lock().open_txns = open_txns;
         *log.failed.lock() = failed;
         Ok(Arc::new(log))
     }
@@ -308,7 +352,14 @@ impl PartitionLog {
             partition,
             cf_name,
             store,
-            state: Mutex::new(LogState { log_start, log_end, leader_epoch, producers, max_timestamp: None }),
+            state: Mutex::new(LogState {
+                log_start,
+                log_end,
+                leader_epoch,
+                producers,
+                max_timestamp: None,
+                open_txns: Default::default(),
+            }),
             high_watermark,
             deleted: AtomicBool::new(false),
             failed: Mutex::new(None),
@@ -434,6 +485,66 @@ impl PartitionLog {
         batches: Vec<(BatchHeader, BytesMut)>,
         defer_high_watermark: bool,
     ) -> Result<AppendResult, StorageError> {
+        self.append_with(batches, defer_high_watermark, None)
+    }
+
+    /// Appends a transaction marker (a control batch the broker builds) and, in the
+    /// same write, closes the producer's open transaction here: an ABORT adds it to the
+    /// aborted-transaction index. The last stable offset moves past it once written.
+    pub fn append_marker(&self, marker: TxnMarker, defer_high_watermark: bool) -> Result<AppendResult, StorageError> {
+        let now = producer_state::now_ms();
+        let batch = batch::control_batch(marker.producer_id, marker.producer_epoch, marker.commit, marker.coordinator_epoch, now);
+        self.append_with(vec![batch], defer_high_watermark, Some(marker))
+    }
+
+    /// Whether `producer_id` has an open transaction on this partition.
+    pub fn has_open_txn(&self, producer_id: i64) -> bool {
+        self.state.lock().open_txns.contains_key(&producer_id)
+    }
+
+    /// The last stable offset: the first offset of the earliest open transaction, or
+    /// the high watermark when none is open (or all start above it).
+    pub fn last_stable_offset(&self) -> i64 {
+        let state = self.state.lock();
+        let high_watermark = *self.high_watermark.borrow();
+        state.open_txns.values().copied().min().map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// The aborted transactions whose markers are at or after `from` and whose first
+    /// offset is below `below` (what a read_committed fetch of `from..below` reports).
+    pub fn aborted_txns(&self, from: i64, below: i64) -> Result<Vec<AbortedTxn>, StorageError> {
+        let db = self.store.try_db()?;
+        let meta = db.cf_handle(META_CF).expect("meta cf");
+        let prefix = keys::aborted_txn_prefix(self.topic_id, Some(self.partition));
+        let mut iter = db.raw_iterator_cf(&meta);
+        iter.seek(keys::aborted_txn(self.topic_id, self.partition, from.max(0)));
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let corrupt = || StorageError::CorruptMetadata("aborted transaction index".into());
+            let last_offset = i64::from_be_bytes(k[prefix.len()..].try_into().map_err(|_| corrupt())?);
+            if v.len() != 16 {
+                return Err(corrupt());
+            }
+            let producer_id = i64::from_be_bytes(v[0..8].try_into().map_err(|_| corrupt())?);
+            let first_offset = i64::from_be_bytes(v[8..16].try_into().map_err(|_| corrupt())?);
+            if first_offset < below {
+                out.push(AbortedTxn { producer_id, first_offset, last_offset });
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    fn append_with(
+        &self,
+        batches: Vec<(BatchHeader, BytesMut)>,
+        defer_high_watermark: bool,
+        marker: Option<TxnMarker>,
+    ) -> Result<AppendResult, StorageError> {
         let db = self.store.try_db()?;
         let cf = db.cf_handle(&self.cf_name).ok_or(StorageError::UnknownTopicOrPartition)?;
         let meta = db.cf_handle(META_CF).expect("meta cf");
@@ -444,9 +555,33 @@ impl PartitionLog {
         let mut next = state.log_end;
         let mut first_offset = None;
         let mut touched: Vec<(i64, Option<ProducerEntry>)> = Vec::new();
+        // Open transactions changed by this write, with their previous first offset.
+        let mut txns_touched: Vec<(i64, Option<i64>)> = Vec::new();
         let now_ms = producer_state::now_ms();
         let mut max_timestamp = state.max_timestamp;
         for (header, mut bytes) in batches {
+            if let (Some(marker), true) = (marker, header.is_control()) {
+                batch::assign(&mut bytes, next, state.leader_epoch);
+                write.put_cf(&cf, keys::offset_key(next), &bytes);
+                let summary = BatchSummary { base_offset: next, last_offset: next, size: bytes.len() as u64, max_timestamp: header.max_timestamp };
+                write.put_cf(&meta, keys::batch_index(self.topic_id, self.partition, next), summary.encode());
+                if max_timestamp.is_none_or(|m| header.max_timestamp > m) {
+                    write.put_cf(&meta, keys::time_index(self.topic_id, self.partition, header.max_timestamp), keys::offset_key(next));
+                    max_timestamp = Some(header.max_timestamp);
+                }
+                let first = state.open_txns.remove(&marker.producer_id);
+                txns_touched.push((marker.producer_id, first));
+                write.delete_cf(&meta, keys::open_txn(self.topic_id, self.partition, marker.producer_id));
+                if let (Some(first), false) = (first, marker.commit) {
+                    let mut v = [0u8; 16];
+                    v[0..8].copy_from_slice(&marker.producer_id.to_be_bytes());
+                    v[8..16].copy_from_slice(&first.to_be_bytes());
+                    write.put_cf(&meta, keys::aborted_txn(self.topic_id, self.partition, next), v);
+                }
+                first_offset.get_or_insert(next);
+                next += 1;
+                continue;
+            }
             if header.has_producer_id() {
                 match state.producers.check(&header) {
                     Ok(SequenceCheck::Duplicate(offset)) => {
@@ -456,9 +591,16 @@ impl PartitionLog {
                     Ok(SequenceCheck::Append) => {}
                     Err(e) => {
                         restore(&mut state.producers, touched);
+                        restore_txns(&mut state.open_txns, txns_touched);
                         return Err(e);
                     }
                 }
+            }
+            if header.is_transactional() && !state.open_txns.contains_key(&header.producer_id) {
+                // The producer's first batch in this transaction here: the LSO stops at it.
+                txns_touched.push((header.producer_id, None));
+                state.open_txns.insert(header.producer_id, next);
+                write.put_cf(&meta, keys::open_txn(self.topic_id, self.partition, header.producer_id), next.to_be_bytes());
             }
             batch::assign(&mut bytes, next, state.leader_epoch);
             write.put_cf(&cf, keys::offset_key(next), &bytes);
@@ -488,11 +630,13 @@ impl PartitionLog {
                 Ok(started) => started,
                 Err(e) => {
                     restore(&mut state.producers, touched);
+                    restore_txns(&mut state.open_txns, txns_touched);
                     return Err(e);
                 }
             };
             if let Err(e) = db.write(write) {
                 restore(&mut state.producers, touched);
+                restore_txns(&mut state.open_txns, txns_touched);
                 return Err(self.rocks_error(e, true));
             }
             self.epoch_started(epoch_started);
@@ -598,6 +742,8 @@ impl PartitionLog {
         let max_timestamp = self.trim_time_index(&db, &meta, &mut write, keep_from, state.max_timestamp)?;
         write.delete_range_cf(&cf, keys::OFFSET_KEY_MIN, &keys::offset_key(keep_from)[..]);
         write.delete_range_cf(&meta, &bi_prefix, &keys::batch_index(tid, p, keep_from));
+        // Aborted transactions whose markers are gone are no longer reported.
+        write.delete_range_cf(&meta, keys::aborted_txn_prefix(tid, Some(p)), keys::aborted_txn(tid, p, keep_from));
         write.put_cf(&meta, keys::partition_meta(tid, p), meta_value(new_start, state.log_end, state.leader_epoch));
         db.write(write).map_err(|e| self.rocks_error(e, true))?;
         state.log_start = new_start;
@@ -713,13 +859,32 @@ impl PartitionLog {
     /// returned whole when `min_one` is set, as Kafka does for the first partition
     /// of a fetch, so a consumer can always make progress).
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, StorageError> {
+        self.read_up_to(offset, max_bytes, min_one, false)
+    }
+
+    /// [`read`](Self::read) for a read_committed consumer: stops at the last stable
+    /// offset and reports the aborted transactions overlapping what was read.
+    pub fn read_committed(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, StorageError> {
+        let mut result = self.read_up_to(offset, max_bytes, min_one, true)?;
+        if result.batches > 0 {
+            let (_, last) = last_batch_offsets(&result.records);
+            result.aborted = self.aborted_txns(offset, last + 1)?;
+        }
+        Ok(result)
+    }
+
+    fn read_up_to(&self, offset: i64, max_bytes: usize, min_one: bool, committed: bool) -> Result<ReadResult, StorageError> {
         self.check_live()?;
+        let last_stable_offset = self.last_stable_offset();
         let LogOffsets { log_start, log_end, high_watermark, .. } = self.offsets();
+        let last_stable_offset = last_stable_offset.min(high_watermark);
+        // What this read may return: up to the LSO for read_committed.
+        let visible = if committed { last_stable_offset } else { high_watermark };
         if offset < log_start || offset > log_end {
             return Err(StorageError::OffsetOutOfRange);
         }
-        let mut result = ReadResult { high_watermark, log_start_offset: log_start, ..Default::default() };
-        if offset >= high_watermark {
+        let mut result = ReadResult { high_watermark, log_start_offset: log_start, last_stable_offset, ..Default::default() };
+        if offset >= visible {
             return Ok(result);
         }
         let db = self.store.try_db()?;
@@ -738,7 +903,7 @@ impl PartitionLog {
         while let Some(value) = iter.value() {
             let (base, _) = batch::offsets_of(value);
             let oversized = result.bytes + value.len() > max_bytes;
-            if base >= high_watermark || (oversized && !(min_one && result.batches == 0)) {
+            if base >= visible || (oversized && !(min_one && result.batches == 0)) {
                 break;
             }
             if records.capacity() == 0 {
@@ -868,6 +1033,17 @@ impl PartitionLog {
     }
 }
 
+/// Base and last offset of the last batch in `records` (whole batches back to back).
+fn last_batch_offsets(mut records: &[u8]) -> (i64, i64) {
+    let mut last = (0, 0);
+    while records.len() >= HEADER_LEN {
+        last = batch::offsets_of(records);
+        let len = BatchHeader::parse(records).map(|h| h.total_len()).unwrap_or(records.len());
+        records = &records[len.min(records.len())..];
+    }
+    last
+}
+
 /// An offset stored as a metadata value.
 fn offset_value(v: &[u8]) -> Result<i64, StorageError> {
     Ok(i64::from_be_bytes(v.try_into().map_err(|_| StorageError::CorruptMetadata("time index entry".into()))?))
@@ -924,6 +1100,16 @@ fn rebuild_indexes(
         tracing::info!(topic_id = %topic_id, partition, batches, "built the batch and time indexes of a partition stored without them");
     }
     Ok(max_timestamp)
+}
+
+/// Undoes changes to the open transactions (a failed write), newest first.
+fn restore_txns(open: &mut std::collections::HashMap<i64, i64>, touched: Vec<(i64, Option<i64>)>) {
+    for (pid, previous) in touched.into_iter().rev() {
+        match previous {
+            Some(first) => open.insert(pid, first),
+            None => open.remove(&pid),
+        };
+    }
 }
 
 fn restore(producers: &mut ProducerStates, touched: Vec<(i64, Option<ProducerEntry>)>) {

@@ -385,6 +385,8 @@ impl TopicStore {
                 keys::batch_index_prefix(topic.id, None),
                 keys::time_index_prefix(topic.id, None),
                 keys::cleaner_checkpoint_prefix(topic.id),
+                keys::open_txn_prefix(topic.id, None),
+                keys::aborted_txn_prefix(topic.id, None),
             ] {
                 write.delete_range_cf(&meta, &prefix, &keys::prefix_end(&prefix));
             }

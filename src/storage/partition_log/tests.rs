@@ -410,3 +410,71 @@ fn epochs_starting_past_a_truncated_log_end_are_dropped() {
     let meta = db.cf_handle(META_CF).unwrap();
     assert_eq!(db.get_cf(&meta, keys::leader_epoch_start(id, 0, 2)).unwrap(), None, "deleted");
 }
+
+/// A transactional batch of `count` records for `pid` (epoch 0) from `sequence`.
+fn txn_batch(count: i32, pid: i64, sequence: i32) -> Vec<(BatchHeader, BytesMut)> {
+    let mut b = sample_batch(count, pid, sequence);
+    b[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    split_and_validate(b.freeze()).unwrap()
+}
+
+fn marker(pid: i64, commit: bool) -> TxnMarker {
+    TxnMarker { producer_id: pid, producer_epoch: 0, commit, coordinator_epoch: 0 }
+}
+
+#[test]
+fn markers_move_the_last_stable_offset_and_index_aborts_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Uuid::new_v4();
+    {
+        let store = open_store(dir.path());
+        let log = PartitionLog::create(store.clone(), id, 0).unwrap();
+        append(&log, 2); // 0..=1, not transactional
+        log.append(txn_batch(3, 7, 0), false).unwrap(); // 2..=4, producer 7
+        log.append(txn_batch(2, 8, 0), false).unwrap(); // 5..=6, producer 8
+        assert_eq!(log.last_stable_offset(), 2, "the earliest open transaction holds the LSO");
+        assert!(log.has_open_txn(7) && log.has_open_txn(8));
+        let committed = log.read_committed(0, 1 << 20, true).unwrap();
+        assert_eq!((committed.batches, committed.last_stable_offset), (1, 2), "read_committed stops at the LSO");
+        assert_eq!(log.read(0, 1 << 20, true).unwrap().batches, 3, "read_uncommitted does not");
+        let aborted = log.append_marker(marker(7, false), false).unwrap();
+        assert_eq!((aborted.base_offset, aborted.log_end_offset), (7, 8), "the marker takes an offset");
+        assert_eq!(log.last_stable_offset(), 5, "producer 8 still holds the LSO");
+        log.append(txn_batch(1, 7, 3), false).unwrap(); // 8, producer 7's next transaction
+        drop(log);
+        drop(store);
+    }
+    let store = open_store(dir.path());
+    let log = PartitionLog::open(store.clone(), id, 0).unwrap();
+    assert_eq!(log.last_stable_offset(), 5, "open transactions survive a reopen");
+    log.append_marker(marker(8, true), false).unwrap(); // 9
+    assert_eq!(log.last_stable_offset(), 8, "producer 7's second transaction is still open");
+    log.append_marker(marker(7, true), false).unwrap(); // 10
+    assert_eq!(log.last_stable_offset(), 11);
+    assert!(!log.has_open_txn(7) && !log.has_open_txn(8));
+    let all = log.read_committed(0, 1 << 20, true).unwrap();
+    assert_eq!(all.batches, 7);
+    assert_eq!(all.aborted, vec![AbortedTxn { producer_id: 7, first_offset: 2, last_offset: 7 }], "one aborted transaction");
+    assert!(log.read_committed(8, 1 << 20, true).unwrap().aborted.is_empty(), "the abort ended before offset 8");
+    let markers: Vec<Option<bool>> =
+        raw_batches(&all.records).iter().map(|b| batch::marker_is_commit(b)).collect();
+    assert_eq!(markers, vec![None, None, None, Some(false), None, Some(true), Some(true)]);
+    // Deleting records below the abort marker drops its index entry; up to it keeps it.
+    log.delete_records(7).unwrap();
+    assert_eq!(log.aborted_txns(0, i64::MAX).unwrap().len(), 1, "the marker at 7 is still there");
+    log.delete_records(8).unwrap();
+    assert!(log.aborted_txns(0, i64::MAX).unwrap().is_empty(), "its marker was deleted");
+}
+
+/// Splits stored batches back to back.
+fn raw_batches(mut records: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while !records.is_empty() {
+        let len = BatchHeader::parse(records).unwrap().total_len();
+        out.push(records[..len].to_vec());
+        records = &records[len..];
+    }
+    out
+}
