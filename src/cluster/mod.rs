@@ -46,3 +46,5 @@ impl std::fmt::Display for GroupId {
         }
     }
 }
+
+pub mod partition_raft;
