@@ -334,8 +334,9 @@ pub fn acl(encoded: &[u8]) -> Vec<u8> {
 // ---- Raft log of a replicated partition (docs/cluster.md §5) --------------------------
 //
 // - `ri/<topic id><partition><raft index>` → base offset of the batch that is this data
-//   entry (the offset translator: Raft indexes count entries, offsets count records)
-// - `re/<topic id><partition><raft index>` → a non-data entry: its term and payload
+//   entry (the offset translator: Raft indexes count entries, offsets count records) and
+//   the node id of the leader that proposed it (openraft's log ids name it)
+// - `re/<topic id><partition><raft index>` → a non-data entry: its term, leader and payload
 // - `rv/<topic id><partition>` → the vote; `rc/…` → the committed log id; `rp/…` → the
 //   last purged log id; `ra/…` → the last applied log id, membership and high watermark;
 //   `rs/…` → the current snapshot (small: metadata, never batches)
@@ -345,7 +346,8 @@ pub fn raft_index_prefix(topic_id: Uuid, partition: i32) -> Vec<u8> {
     raft_key(b"ri/", topic_id, partition)
 }
 
-/// Key of the data entry at Raft index `index`: its value is the batch's base offset.
+/// Key of the data entry at Raft index `index`: its value is the batch's base offset
+/// and the proposing leader's node id.
 pub fn raft_index(topic_id: Uuid, partition: i32, index: u64) -> Vec<u8> {
     let mut k = raft_index_prefix(topic_id, partition);
     k.extend_from_slice(&index.to_be_bytes());

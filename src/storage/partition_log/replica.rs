@@ -1,6 +1,6 @@
 //! The partition log as a Raft log (docs/cluster.md §5–§6): a replicated partition's
 //! Raft entries are its batches, written once. A data entry is a stored batch plus
-//! `ri/<index>` → its base offset (the offset translator); a non-data entry (blank,
+//! `ri/<index>` → its base offset and proposing leader (the offset translator); a non-data entry (blank,
 //! membership, DeleteRecords) is `re/<index>` → term and payload, and takes an index
 //! but no offset. Offsets are assigned in log order, so every replica derives the same
 //! offsets from the same log. Nothing here knows openraft: `cluster::partition_raft`
@@ -19,6 +19,8 @@ pub enum ReplicaEntry {
     Data {
         /// Raft index.
         index: u64,
+        /// Node id of the leader that proposed it (part of a Raft log id).
+        leader: u64,
         /// The stored batch.
         batch: Bytes,
     },
@@ -29,6 +31,8 @@ pub enum ReplicaEntry {
         index: u64,
         /// Raft term.
         term: u64,
+        /// Node id of the leader that proposed it.
+        leader: u64,
         /// Encoded by the Raft layer.
         payload: Bytes,
     },
@@ -39,6 +43,13 @@ impl ReplicaEntry {
     pub fn index(&self) -> u64 {
         match self {
             ReplicaEntry::Data { index, .. } | ReplicaEntry::Other { index, .. } => *index,
+        }
+    }
+
+    /// Node id of the leader that proposed the entry.
+    pub fn leader(&self) -> u64 {
+        match self {
+            ReplicaEntry::Data { leader, .. } | ReplicaEntry::Other { leader, .. } => *leader,
         }
     }
 
@@ -84,21 +95,37 @@ fn batch_epoch(batch: &[u8]) -> i32 {
     batch.get(12..16).map_or(-1, |e| i32::from_be_bytes([e[0], e[1], e[2], e[3]]))
 }
 
-/// Term and payload of a non-data entry as stored in `re/`.
-fn encode_other(term: u64, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + payload.len());
+/// Term, leader and payload of a non-data entry as stored in `re/`.
+fn encode_other(term: u64, leader: u64, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + payload.len());
     v.extend_from_slice(&term.to_be_bytes());
+    v.extend_from_slice(&leader.to_be_bytes());
     v.extend_from_slice(payload);
     v
 }
 
 fn decode_other(index: u64, v: &[u8]) -> Result<ReplicaEntry, StorageError> {
-    let term = v
-        .get(0..8)
-        .and_then(|t| t.try_into().ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| StorageError::CorruptMetadata(format!("raft entry {index}")))?;
-    Ok(ReplicaEntry::Other { index, term, payload: Bytes::copy_from_slice(&v[8..]) })
+    let word = |at: usize| v.get(at..at + 8).and_then(|t| t.try_into().ok()).map(u64::from_be_bytes);
+    let (Some(term), Some(leader)) = (word(0), word(8)) else {
+        return Err(StorageError::CorruptMetadata(format!("raft entry {index}")));
+    };
+    Ok(ReplicaEntry::Other { index, term, leader, payload: Bytes::copy_from_slice(&v[16..]) })
+}
+
+/// A data entry's `ri/` value: the batch's base offset and the proposing leader's node id.
+fn encode_data(base_offset: i64, leader: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    v[8..16].copy_from_slice(&leader.to_be_bytes());
+    v
+}
+
+fn decode_data(v: &[u8]) -> Result<(i64, u64), StorageError> {
+    let word = |at: usize| v.get(at..at + 8).and_then(|t| <[u8; 8]>::try_from(t).ok());
+    match (word(0), word(8)) {
+        (Some(offset), Some(leader)) => Ok((i64::from_be_bytes(offset), u64::from_be_bytes(leader))),
+        _ => Err(StorageError::CorruptMetadata("raft index entry".into())),
+    }
 }
 
 impl PartitionLog {
@@ -152,7 +179,7 @@ impl PartitionLog {
         let mut next = state.log_end;
         for (entry, term) in entries {
             match entry {
-                ReplicaEntry::Data { index, batch } => {
+                ReplicaEntry::Data { index, leader, batch } => {
                     let epoch = i32::try_from(term)
                         .map_err(|_| StorageError::CorruptMetadata(format!("raft term {term} exceeds a leader epoch")))?;
                     let batch = if batch_epoch(&batch) == epoch {
@@ -164,12 +191,12 @@ impl PartitionLog {
                         copy.freeze()
                     };
                     let header = BatchHeader::parse(&batch)?;
-                    write.put_cf(&meta, keys::raft_index(tid, p, index), keys::offset_key(header.base_offset));
+                    write.put_cf(&meta, keys::raft_index(tid, p, index), encode_data(header.base_offset, leader));
                     next = header.last_offset() + 1;
                     batches.push(batch);
                 }
-                ReplicaEntry::Other { index, term: t, payload } => {
-                    write.put_cf(&meta, keys::raft_entry(tid, p, index), encode_other(t, &payload));
+                ReplicaEntry::Other { index, term: t, leader, payload } => {
+                    write.put_cf(&meta, keys::raft_entry(tid, p, index), encode_other(t, leader, &payload));
                 }
             }
         }
@@ -208,7 +235,7 @@ impl PartitionLog {
             if index >= until {
                 break;
             }
-            let offset = offset_value(v)?;
+            let (offset, leader) = decode_data(v)?;
             let batch = db
                 .get_pinned_cf(&cf, keys::offset_key(offset))
                 .map_err(|e| self.rocks_error(e, false))?
@@ -218,7 +245,7 @@ impl PartitionLog {
                         self.label()
                     ))
                 })?;
-            out.push(ReplicaEntry::Data { index, batch: Bytes::copy_from_slice(&batch) });
+            out.push(ReplicaEntry::Data { index, leader, batch: Bytes::copy_from_slice(&batch) });
             data.next();
         }
         data.status()?;
@@ -244,8 +271,8 @@ impl PartitionLog {
         Ok(out)
     }
 
-    /// Index and term of the last entry in the log (None: no entry is present).
-    pub fn replica_last_entry(&self) -> Result<Option<(u64, u64)>, StorageError> {
+    /// Index, term and leader of the last entry in the log (None: no entry is present).
+    pub fn replica_last_entry(&self) -> Result<Option<(u64, u64, u64)>, StorageError> {
         let db = self.store.try_db()?;
         let meta = db.cf_handle(META_CF).expect("meta cf");
         let (tid, p) = (self.topic_id, self.partition);
@@ -262,11 +289,17 @@ impl PartitionLog {
         let data = last(keys::raft_index_prefix(tid, p))?;
         let other = last(keys::raft_entry_prefix(tid, p))?;
         match (data, other) {
-            (Some((di, _)), Some((oi, v))) if oi > di => Ok(Some((oi, decode_other(oi, &v)?.term()))),
-            (None, Some((oi, v))) => Ok(Some((oi, decode_other(oi, &v)?.term()))),
+            (Some((di, _)), Some((oi, v))) if oi > di => {
+                let e = decode_other(oi, &v)?;
+                Ok(Some((oi, e.term(), e.leader())))
+            }
+            (None, Some((oi, v))) => {
+                let e = decode_other(oi, &v)?;
+                Ok(Some((oi, e.term(), e.leader())))
+            }
             (Some((di, _)), _) => {
                 let entry = self.replica_entries(di, di + 1)?;
-                Ok(entry.first().map(|e| (di, e.term())))
+                Ok(entry.first().map(|e| (di, e.term(), e.leader())))
             }
             (None, None) => Ok(None),
         }
@@ -278,7 +311,7 @@ impl PartitionLog {
         let db = self.store.try_db()?;
         let meta = db.cf_handle(META_CF).expect("meta cf");
         match db.get_cf(&meta, keys::raft_index(self.topic_id, self.partition, index))? {
-            Some(v) => Ok(Some(offset_value(&v)?)),
+            Some(v) => Ok(Some(decode_data(&v)?.0)),
             None => Ok(None),
         }
     }
@@ -301,7 +334,7 @@ impl PartitionLog {
         let mut iter = db.raw_iterator_cf(&meta);
         iter.seek(keys::raft_index(tid, p, from));
         let cut = match (iter.key(), iter.value()) {
-            (Some(k), Some(v)) if k.starts_with(&ri_prefix) => Some(offset_value(v)?),
+            (Some(k), Some(v)) if k.starts_with(&ri_prefix) => Some(decode_data(v)?.0),
             _ => None,
         };
         iter.status()?;
