@@ -49,9 +49,8 @@ impl PartitionLogStore {
 
 /// The openraft entry a stored entry is.
 pub(super) fn to_entry(stored: ReplicaEntry) -> Result<Entry<PartitionRaft>, RaftStorageError> {
-    let term = stored.term();
-    let index = stored.index();
-    let log_id = LogId::new(CommittedLeaderId::new(term, NodeId::default()), index);
+    let (term, leader, index) = (stored.term(), stored.leader(), stored.index());
+    let log_id = LogId::new(CommittedLeaderId::new(term, leader), index);
     let payload = match stored {
         ReplicaEntry::Data { batch, .. } => EntryPayload::Normal(PartitionCommand::Batch(batch)),
         ReplicaEntry::Other { payload, .. } => {
@@ -65,11 +64,13 @@ pub(super) fn to_entry(stored: ReplicaEntry) -> Result<Entry<PartitionRaft>, Raf
 pub(super) fn from_entry(entry: Entry<PartitionRaft>) -> Result<(ReplicaEntry, u64), RaftStorageError> {
     let index = entry.log_id.index;
     let term = entry.log_id.leader_id.term;
+    let leader = entry.log_id.leader_id.node_id;
     let stored = match entry.payload {
-        EntryPayload::Normal(PartitionCommand::Batch(batch)) => ReplicaEntry::Data { index, batch },
+        EntryPayload::Normal(PartitionCommand::Batch(batch)) => ReplicaEntry::Data { index, leader, batch },
         payload => ReplicaEntry::Other {
             index,
             term,
+            leader,
             payload: encode(&payload).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &*e))?.into(),
         },
     };
@@ -116,7 +117,7 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
         let last_purged_log_id: Option<LogId<NodeId>> = self.read_value(ReplicaKey::Purged, io_read_logs)?;
         let last = self.log.replica_last_entry().map_err(|e| io_read_logs(&e))?;
         let last_log_id = match last {
-            Some((index, term)) => Some(LogId::new(CommittedLeaderId::new(term, NodeId::default()), index)),
+            Some((index, term, leader)) => Some(LogId::new(CommittedLeaderId::new(term, leader), index)),
             None => last_purged_log_id,
         };
         Ok(LogState { last_purged_log_id, last_log_id })

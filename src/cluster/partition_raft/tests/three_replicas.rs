@@ -137,8 +137,6 @@ async fn propose(leader: &Member, count: usize, pid: i64, first_seq: i32) -> Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_store_the_same_batches_and_fail_over_without_a_gap() {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
-    tracing::warn!("DEBUG start");
     let topic = Uuid::new_v4();
     let router = Arc::new(Router::default());
     let config = Arc::new(
@@ -170,13 +168,11 @@ async fn three_replicas_store_the_same_batches_and_fail_over_without_a_gap() {
     };
     eventually("a leader", 10, || leader_of(&members).is_some()).await;
     let first = leader_of(&members).unwrap();
-    tracing::warn!("DEBUG before {}", "let offsets = propose(&members");
-    let offsets = propose(&members[&first], 5, 42, 0).await;
+let offsets = propose(&members[&first], 5, 42, 0).await;
     assert_eq!(offsets, vec![0, 2, 4, 6, 8]);
 
     // Every replica holds the same bytes at the same offsets, and the same HW, once applied.
-    tracing::warn!("DEBUG before {}", "let last = members[&first]");
-    let last = members[&first].raft.metrics().borrow().last_applied;
+let last = members[&first].raft.metrics().borrow().last_applied;
     eventually("followers applying", 10, || members.values().all(|m| m.raft.metrics().borrow().last_applied == last)).await;
     let leader_bytes = members[&first].log.read(0, 1 << 20, true).unwrap().records;
     assert_eq!(crate::storage::batch::count_records(&leader_bytes), 10);
@@ -187,8 +183,7 @@ async fn three_replicas_store_the_same_batches_and_fail_over_without_a_gap() {
     }
 
     // The leader stops; one of the others is elected and the log goes on at offset 10.
-    tracing::warn!("DEBUG before {}", "router.down[");
-    router.down[(first - 1) as usize].store(true, Ordering::SeqCst);
+router.down[(first - 1) as usize].store(true, Ordering::SeqCst);
     let gone = members.remove(&first).unwrap();
     gone.raft.shutdown().await.unwrap();
     let old_term = members.values().map(|m| m.raft.metrics().borrow().current_term).max().unwrap();
@@ -196,12 +191,10 @@ async fn three_replicas_store_the_same_batches_and_fail_over_without_a_gap() {
         leader_of(&members).is_some_and(|l| members[&l].raft.metrics().borrow().current_term > old_term)
     })
     .await;
-    tracing::warn!("DEBUG before {}", "let second = leader_of");
-    let second = leader_of(&members).unwrap();
+let second = leader_of(&members).unwrap();
     let offsets = propose(&members[&second], 3, 42, 10).await;
     assert_eq!(offsets, vec![10, 12, 14], "no gap, no overlap after failover");
-    tracing::warn!("DEBUG before {}", "let last = members[&second]");
-    let last = members[&second].raft.metrics().borrow().last_applied;
+let last = members[&second].raft.metrics().borrow().last_applied;
     eventually("the survivor applying", 10, || members.values().all(|m| m.raft.metrics().borrow().last_applied == last)).await;
     let bytes = members[&second].log.read(0, 1 << 20, true).unwrap().records;
     assert_eq!(bytes.slice(..leader_bytes.len()), leader_bytes, "what was committed before stays byte for byte");
@@ -212,8 +205,7 @@ async fn three_replicas_store_the_same_batches_and_fail_over_without_a_gap() {
         let term = members[&second].raft.metrics().borrow().current_term as i32;
         assert_eq!(m.log.end_offset_for_epoch(term - 1).unwrap().map(|(_, end)| end), Some(10));
     }
-    tracing::warn!("DEBUG before {}", "// A retry of the last batch");
-    // A retry of the last batch before the failover is a duplicate on the new leader.
+// A retry of the last batch before the failover is a duplicate on the new leader.
     let retry = split_and_validate(sample_batch(2, 42, 8).freeze()).unwrap();
     let new_leader = &members[&second];
     let stamp = new_leader.log.stamp(retry, new_leader.log.offsets().log_end, 0).unwrap();
