@@ -116,10 +116,11 @@ async fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
 }
 
 /// Proposes `count` batches through `leader`, stamped from its log end in its term;
-/// returns their base offsets as committed.
-async fn propose(leader: &Member, count: usize, pid: i64, first_seq: i32) -> Vec<i64> {
+/// returns their base offsets as committed and the last entry's log id.
+async fn propose(leader: &Member, count: usize, pid: i64, first_seq: i32) -> (Vec<i64>, openraft::LogId<NodeId>) {
     let term = leader.raft.metrics().borrow().current_term;
     let mut offsets = Vec::new();
+    let mut last = None;
     for i in 0..count {
         let next = leader.log.offsets().log_end;
         let batches = split_and_validate(sample_batch(2, pid, first_seq + 2 * i as i32).freeze()).unwrap();
@@ -131,12 +132,23 @@ async fn propose(leader: &Member, count: usize, pid: i64, first_seq: i32) -> Vec
         assert_eq!(base_offset, next);
         assert_eq!(last_offset, next + 1);
         offsets.push(base_offset);
+        last = Some(written.log_id);
     }
-    offsets
+    (offsets, last.expect("at least one batch"))
+}
+
+/// Whether every member has applied `log_id`.
+fn all_applied(members: &BTreeMap<NodeId, Member>, log_id: openraft::LogId<NodeId>) -> bool {
+    members.values().all(|m| m.raft.metrics().borrow().last_applied.is_some_and(|a| a >= log_id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_store_the_same_batches_and_fail_over_without_a_gap() {
+    // RUST_LOG=openraft=debug shows what the replicas do.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let topic = Uuid::new_v4();
     let router = Arc::new(Router::default());
     let config = Arc::new(
@@ -153,6 +165,7 @@ async fn three_replicas_store_the_same_batches_and_fail_over_without_a_gap() {
     let mut members = BTreeMap::new();
     for id in 1..=3u64 {
         let dir = tempfile::tempdir().unwrap();
+        // Replica 2 fsyncs: its acknowledgements wait for the group commit.
         let store = open_store(dir.path(), id == 2);
         let log = PartitionLog::create(store, topic, 0).unwrap();
         let (log_store, sm) = open(log.clone()).unwrap();
@@ -168,12 +181,11 @@ async fn three_replicas_store_the_same_batches_and_fail_over_without_a_gap() {
     };
     eventually("a leader", 10, || leader_of(&members).is_some()).await;
     let first = leader_of(&members).unwrap();
-let offsets = propose(&members[&first], 5, 42, 0).await;
+    let (offsets, last) = propose(&members[&first], 5, 42, 0).await;
     assert_eq!(offsets, vec![0, 2, 4, 6, 8]);
 
     // Every replica holds the same bytes at the same offsets, and the same HW, once applied.
-let last = members[&first].raft.metrics().borrow().last_applied;
-    eventually("followers applying", 10, || members.values().all(|m| m.raft.metrics().borrow().last_applied == last)).await;
+    eventually("followers applying", 10, || all_applied(&members, last)).await;
     let leader_bytes = members[&first].log.read(0, 1 << 20, true).unwrap().records;
     assert_eq!(crate::storage::batch::count_records(&leader_bytes), 10);
     for (id, m) in &members {
@@ -183,7 +195,7 @@ let last = members[&first].raft.metrics().borrow().last_applied;
     }
 
     // The leader stops; one of the others is elected and the log goes on at offset 10.
-router.down[(first - 1) as usize].store(true, Ordering::SeqCst);
+    router.down[(first - 1) as usize].store(true, Ordering::SeqCst);
     let gone = members.remove(&first).unwrap();
     gone.raft.shutdown().await.unwrap();
     let old_term = members.values().map(|m| m.raft.metrics().borrow().current_term).max().unwrap();
@@ -191,11 +203,10 @@ router.down[(first - 1) as usize].store(true, Ordering::SeqCst);
         leader_of(&members).is_some_and(|l| members[&l].raft.metrics().borrow().current_term > old_term)
     })
     .await;
-let second = leader_of(&members).unwrap();
-    let offsets = propose(&members[&second], 3, 42, 10).await;
+    let second = leader_of(&members).unwrap();
+    let (offsets, last) = propose(&members[&second], 3, 42, 10).await;
     assert_eq!(offsets, vec![10, 12, 14], "no gap, no overlap after failover");
-let last = members[&second].raft.metrics().borrow().last_applied;
-    eventually("the survivor applying", 10, || members.values().all(|m| m.raft.metrics().borrow().last_applied == last)).await;
+    eventually("the survivor applying", 10, || all_applied(&members, last)).await;
     let bytes = members[&second].log.read(0, 1 << 20, true).unwrap().records;
     assert_eq!(bytes.slice(..leader_bytes.len()), leader_bytes, "what was committed before stays byte for byte");
     for m in members.values() {
@@ -205,7 +216,7 @@ let last = members[&second].raft.metrics().borrow().last_applied;
         let term = members[&second].raft.metrics().borrow().current_term as i32;
         assert_eq!(m.log.end_offset_for_epoch(term - 1).unwrap().map(|(_, end)| end), Some(10));
     }
-// A retry of the last batch before the failover is a duplicate on the new leader.
+    // A retry of the last batch before the failover is a duplicate on the new leader.
     let retry = split_and_validate(sample_batch(2, 42, 8).freeze()).unwrap();
     let new_leader = &members[&second];
     let stamp = new_leader.log.stamp(retry, new_leader.log.offsets().log_end, 0).unwrap();
