@@ -49,3 +49,5 @@ impl std::fmt::Display for GroupId {
         }
     }
 }
+
+pub mod partition_raft;

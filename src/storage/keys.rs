@@ -428,3 +428,107 @@ pub fn scram_credential(mechanism: u8, user: &str) -> Vec<u8> {
     k.extend_from_slice(user.as_bytes());
     k
 }
+
+// ---- Raft log of a replicated partition (docs/cluster.md §5) --------------------------
+//
+// - `ri/<topic id><partition><raft index>` → base offset of the batch that is this data
+//   entry (the offset translator: Raft indexes count entries, offsets count records) and
+//   the node id of the leader that proposed it (openraft's log ids name it)
+// - `re/<topic id><partition><raft index>` → a non-data entry: its term, leader and payload
+// - `rv/<topic id><partition>` → the vote; `rc/…` → the committed log id; `rp/…` → the
+//   last purged log id; `ra/…` → the last applied log id, membership and high watermark;
+//   `rs/…` → the current snapshot (small: metadata, never batches)
+
+/// Prefix of a partition's Raft index → base offset entries (`ri/`).
+pub fn raft_index_prefix(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    raft_key(b"ri/", topic_id, partition)
+}
+
+/// Key of the data entry at Raft index `index`: its value is the batch's base offset
+/// and the proposing leader's node id.
+pub fn raft_index(topic_id: Uuid, partition: i32, index: u64) -> Vec<u8> {
+    let mut k = raft_index_prefix(topic_id, partition);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Prefix of a partition's non-data Raft entries (`re/`).
+pub fn raft_entry_prefix(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    raft_key(b"re/", topic_id, partition)
+}
+
+/// Key of the non-data entry at Raft index `index` (term and payload).
+pub fn raft_entry(topic_id: Uuid, partition: i32, index: u64) -> Vec<u8> {
+    let mut k = raft_entry_prefix(topic_id, partition);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The Raft index at the end of an `ri/` or `re/` key (None: not one).
+pub fn parse_raft_index(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// Key of a partition's Raft vote (`rv/`).
+pub fn raft_vote(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    raft_key(b"rv/", topic_id, partition)
+}
+
+/// Key of a partition's last committed Raft log id (`rc/`).
+pub fn raft_committed(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    raft_key(b"rc/", topic_id, partition)
+}
+
+/// Key of a partition's last purged Raft log id (`rp/`).
+pub fn raft_purged(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    raft_key(b"rp/", topic_id, partition)
+}
+
+/// Key of a partition's applied state: last applied log id, membership, high watermark (`ra/`).
+pub fn raft_applied(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    raft_key(b"ra/", topic_id, partition)
+}
+
+/// Key of a partition's current Raft snapshot (`rs/`).
+pub fn raft_snapshot(topic_id: Uuid, partition: i32) -> Vec<u8> {
+    raft_key(b"rs/", topic_id, partition)
+}
+
+/// Prefixes of every Raft key kind of a topic (deleting a topic deletes these ranges).
+pub fn raft_topic_prefixes(topic_id: Uuid) -> Vec<Vec<u8>> {
+    [&b"ri/"[..], b"re/", b"rv/", b"rc/", b"rp/", b"ra/", b"rs/"]
+        .iter()
+        .map(|kind| {
+            let mut k = kind.to_vec();
+            k.extend_from_slice(topic_id.as_bytes());
+            k
+        })
+        .collect()
+}
+
+fn raft_key(kind: &[u8], topic_id: Uuid, partition: i32) -> Vec<u8> {
+    let mut k = kind.to_vec();
+    k.extend_from_slice(topic_id.as_bytes());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod raft_key_tests {
+    use super::*;
+
+    #[test]
+    fn raft_index_keys_sort_by_index_and_round_trip() {
+        let id = Uuid::new_v4();
+        assert!(raft_index(id, 0, 255) < raft_index(id, 0, 256));
+        assert!(raft_entry(id, 0, 1) < raft_entry(id, 0, u64::MAX));
+        assert!(raft_index(id, 2, 7).starts_with(&raft_index_prefix(id, 2)));
+        assert!(!raft_index(id, 2, 7).starts_with(&raft_entry_prefix(id, 2)));
+        assert_eq!(parse_raft_index(&raft_entry(id, 1, 42)), Some(42));
+        assert_eq!(parse_raft_index(&raft_index(id, 1, u64::MAX)), Some(u64::MAX));
+        // Partition 1's keys never fall under partition 0's prefix.
+        assert!(!raft_index(id, 256, 0).starts_with(&raft_index_prefix(id, 1)));
+        assert!(raft_topic_prefixes(id).iter().any(|p| raft_vote(id, 3).starts_with(p)));
+    }
+}

@@ -24,6 +24,11 @@ pub struct EpochHistory {
 }
 
 impl EpochHistory {
+    /// The stored `(epoch, start offset)` entries, in epoch order.
+    pub fn entries(&self) -> &[(i32, i64)] {
+        &self.entries
+    }
+
     /// A history of these `(epoch, start offset)` entries.
     pub fn from_entries(entries: Vec<(i32, i64)>) -> EpochHistory {
         EpochHistory { entries, unsaved: false, stale: Vec::new() }
@@ -76,7 +81,7 @@ impl PartitionLog {
     /// Reads the leader-epoch history from the metadata column family. A log written
     /// before the history was kept has no entries: its first stored batch's leader
     /// epoch is taken to start at the log start (and saved with the next write).
-    fn load_epoch_history(&self, db: &crate::storage::Db, state: &LogState) -> Result<EpochHistory, StorageError> {
+    pub(super) fn load_epoch_history(&self, db: &crate::storage::Db, state: &LogState) -> Result<EpochHistory, StorageError> {
         let meta = db.cf_handle(META_CF).expect("meta cf");
         let prefix = keys::leader_epoch_prefix(self.topic_id, self.partition);
         let mut entries = Vec::new();
@@ -108,15 +113,17 @@ impl PartitionLog {
         Ok(history)
     }
 
-    /// For an append about to be written in `write`: adds the history entry of the
-    /// current epoch if this append is its first write (and any entry found only in the
-    /// data). Returns the entry to record in memory once the write succeeded.
-    pub(super) fn epoch_start_for_append(
+    /// For a store about to be written in `write` whose batches start the epochs
+    /// `starts` (`(epoch, first offset)`, increasing): adds the history entry of each
+    /// epoch newer than the history's last (and any entry found only in the data).
+    /// Returns the entries to record in memory once the write succeeded.
+    pub(super) fn epoch_starts_for_store(
         &self,
         db: &crate::storage::Db,
         write: &mut WriteBatch,
         state: &LogState,
-    ) -> Result<Option<(i32, i64)>, StorageError> {
+        starts: &[(i32, i64)],
+    ) -> Result<Vec<(i32, i64)>, StorageError> {
         let mut epochs = self.epochs.lock();
         if epochs.is_none() {
             *epochs = Some(self.load_epoch_history(db, state)?);
@@ -131,22 +138,25 @@ impl PartitionLog {
         for epoch in &history.stale {
             write.delete_cf(&meta, keys::leader_epoch_start(self.topic_id, self.partition, *epoch));
         }
-        if history.entries.last().is_some_and(|(epoch, _)| *epoch >= state.leader_epoch) {
-            return Ok(None);
+        let mut last = history.entries.last().map(|(epoch, _)| *epoch);
+        let mut added = Vec::new();
+        for (epoch, start) in starts {
+            if last.is_some_and(|l| l >= *epoch) {
+                continue;
+            }
+            write.put_cf(&meta, keys::leader_epoch_start(self.topic_id, self.partition, *epoch), start.to_be_bytes());
+            added.push((*epoch, *start));
+            last = Some(*epoch);
         }
-        let entry = (state.leader_epoch, state.log_end);
-        write.put_cf(&meta, keys::leader_epoch_start(self.topic_id, self.partition, entry.0), entry.1.to_be_bytes());
-        Ok(Some(entry))
+        Ok(added)
     }
 
-    /// Records in memory what [`Self::epoch_start_for_append`] wrote, once it is written.
-    pub(super) fn epoch_started(&self, entry: Option<(i32, i64)>) {
+    /// Records in memory what [`Self::epoch_starts_for_store`] wrote, once it is written.
+    pub(super) fn epoch_started(&self, entries: Vec<(i32, i64)>) {
         if let Some(history) = self.epochs.lock().as_mut() {
             history.unsaved = false;
             history.stale.clear();
-            if let Some(entry) = entry {
-                history.entries.push(entry);
-            }
+            history.entries.extend(entries);
         }
     }
 

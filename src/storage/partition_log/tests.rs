@@ -478,3 +478,29 @@ fn raw_batches(mut records: &[u8]) -> Vec<Vec<u8>> {
     }
     out
 }
+
+#[test]
+fn stamp_rewrites_headers_in_place_and_changes_nothing_until_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::create(open_store(dir.path()), Uuid::new_v4(), 0).unwrap();
+    let original = sample_batch(3, 5, 0).freeze();
+    let stamp = log.stamp(split_and_validate(original.clone()).unwrap(), 10, 4).unwrap();
+    assert_eq!(stamp.next_offset, 13);
+    assert_eq!(stamp.base_offset(), Some(10));
+    let Stamped::New(header, bytes) = &stamp.batches[0] else { panic!("new batch expected") };
+    assert_eq!((header.base_offset, header.partition_leader_epoch), (10, 4));
+    assert_eq!(batch::offsets_of(bytes), (10, 12));
+    assert_eq!(&bytes[12..16], &4i32.to_be_bytes());
+    assert_eq!(bytes[16..], original[16..], "everything from the magic byte on (the CRC range) is untouched");
+    batch::validate(bytes).unwrap();
+    assert_eq!((log.offsets().log_end, log.producer_count()), (0, 0), "stamping writes nothing");
+    // Within one produce, a repeated batch is a duplicate of the first.
+    let twice = Bytes::from([original.clone(), original.clone()].concat());
+    let stamp = log.stamp(split_and_validate(twice).unwrap(), 0, 0).unwrap();
+    assert!(matches!(stamp.batches[..], [Stamped::New(..), Stamped::Duplicate(0)]));
+    assert_eq!(stamp.next_offset, 3);
+    // append = stamp + store: the stored producer state makes the retry a duplicate.
+    assert_eq!(log.append(split_and_validate(original.clone()).unwrap(), false).unwrap().base_offset, 0);
+    let retry = log.stamp(split_and_validate(original).unwrap(), 3, 0).unwrap();
+    assert!(matches!(retry.batches[..], [Stamped::Duplicate(0)]));
+}
