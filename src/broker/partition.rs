@@ -186,13 +186,19 @@ impl Partition {
             log_start_offset: result.log_start_offset,
             log_append_time,
         };
-        let pending = Pending { log: self.log.clone(), log_end: result.log_end_offset, durability: self.store.durability() };
+        Ok(self.ticket(result.log_end_offset, appended))
+    }
+
+    /// The ticket of a write that ends the log at `log_end`: resolved at once when
+    /// nothing is left to wait for (the high watermark moves now, even if nobody awaits
+    /// the ticket), else when the write is durable.
+    fn ticket(&self, log_end: i64, appended: Appended) -> AppendTicket {
+        let pending = Pending { log: self.log.clone(), log_end, durability: self.store.durability() };
         if matches!(pending.durability, Durability::Done) {
-            // Nothing to wait for: visible at once, even if nobody awaits the ticket.
             pending.log.advance_high_watermark(pending.log_end);
-            return Ok(AppendTicket { pending: None, appended });
+            return AppendTicket { pending: None, appended };
         }
-        Ok(AppendTicket { pending: Some(pending), appended })
+        AppendTicket { pending: Some(pending), appended }
     }
 
     /// Writes a transaction marker (COMMIT or ABORT) for `marker.producer_id`; the
@@ -200,12 +206,7 @@ impl Partition {
     pub fn append_marker(&self, marker: TxnMarker) -> Result<AppendTicket, BrokerError> {
         let result = self.log.append_marker(marker, true)?;
         let appended = Appended { base_offset: result.base_offset, log_start_offset: result.log_start_offset, log_append_time: None };
-        let pending = Pending { log: self.log.clone(), log_end: result.log_end_offset, durability: self.store.durability() };
-        if matches!(pending.durability, Durability::Done) {
-            pending.log.advance_high_watermark(pending.log_end);
-            return Ok(AppendTicket { pending: None, appended });
-        }
-        Ok(AppendTicket { pending: Some(pending), appended })
+        Ok(self.ticket(result.log_end_offset, appended))
     }
 
     /// The last stable offset (first offset of the earliest open transaction, else the
