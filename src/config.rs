@@ -137,6 +137,18 @@ pub struct Config {
     pub super_users: Vec<String>,
     /// Whether a resource no ACL covers is open to everyone (`allow.everyone.if.no.acl.found`).
     pub allow_everyone_if_no_acl_found: bool,
+    /// Bind address (`ip:port`) of the internal listener carrying broker-to-broker traffic
+    /// (Raft RPCs of every group, liveness pings); empty: a single broker, no internal listener.
+    pub internal_listener: String,
+    /// `host:port` other brokers are told to reach the internal listener at; empty: the
+    /// internal listener's address.
+    pub internal_advertised_listener: String,
+    /// Internal addresses (`host:port`) of the controller voters, which a broker contacts to
+    /// join the cluster; empty: single-broker mode.
+    pub cluster_seeds: Vec<String>,
+    /// How often a broker pings every other broker on the internal listener, in ms; a peer
+    /// missing three pings in a row is suspected dead (`cluster.liveness.interval.ms`).
+    pub cluster_liveness_interval_ms: u64,
 }
 
 /// How log lines are written.
@@ -203,6 +215,10 @@ impl Default for Config {
             authorizer_enabled: false,
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
+            internal_listener: String::new(),
+            internal_advertised_listener: String::new(),
+            cluster_seeds: Vec::new(),
+            cluster_liveness_interval_ms: 100,
         }
     }
 }
@@ -381,6 +397,18 @@ pub struct Cli {
     /// Allow everyone on resources no ACL covers.
     #[arg(long, env = "FLUXO_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
     pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// Bind address (ip:port) of the broker-to-broker listener (empty: single broker).
+    #[arg(long, env = "FLUXO_INTERNAL_LISTENER")]
+    pub internal_listener: Option<String>,
+    /// host:port other brokers use to reach the internal listener.
+    #[arg(long, env = "FLUXO_INTERNAL_ADVERTISED_LISTENER")]
+    pub internal_advertised_listener: Option<String>,
+    /// Internal host:port of the controller voters (comma-separated).
+    #[arg(long, env = "FLUXO_CLUSTER_SEEDS", value_delimiter = ',')]
+    pub cluster_seeds: Option<Vec<String>>,
+    /// Interval of the liveness pings between brokers, in ms.
+    #[arg(long, env = "FLUXO_CLUSTER_LIVENESS_INTERVAL_MS")]
+    pub cluster_liveness_interval_ms: Option<u64>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -483,7 +511,11 @@ impl Config {
             connection_failed_authentication_delay_ms,
             authorizer_enabled,
             super_users,
-            allow_everyone_if_no_acl_found
+            allow_everyone_if_no_acl_found,
+            internal_listener,
+            internal_advertised_listener,
+            cluster_seeds,
+            cluster_liveness_interval_ms
         );
         config.validate()?;
         Ok(config)
@@ -598,6 +630,7 @@ impl Config {
             return Err(invalid("log_cleaner_delete_retention_ms", "must be >= 0"));
         }
         self.validate_security()?;
+        self.validate_cluster()?;
         Ok(())
     }
 
@@ -830,6 +863,121 @@ fn parse_extra_listener(s: &str) -> Option<(String, String, i32)> {
     bind.parse::<SocketAddr>().ok()?;
     let (host, port) = split_host_port(advertised)?;
     Some((bind.to_string(), host, port))
+}
+
+impl Config {
+    /// The internal listener's advertised `host:port`: `internal_advertised_listener`, else
+    /// the bind address; `None` in single-broker mode (no internal listener).
+    pub fn internal_advertised(&self) -> Option<String> {
+        if self.internal_listener.is_empty() {
+            return None;
+        }
+        Some(if self.internal_advertised_listener.is_empty() {
+            self.internal_listener.clone()
+        } else {
+            self.internal_advertised_listener.clone()
+        })
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        if self.internal_listener.is_empty() {
+            if !self.internal_advertised_listener.is_empty() {
+                return Err(invalid("internal_advertised_listener", "needs internal_listener".into()));
+            }
+            if !self.cluster_seeds.is_empty() {
+                return Err(invalid("cluster_seeds", "needs internal_listener".into()));
+            }
+        } else {
+            if self.internal_listener.parse::<SocketAddr>().is_err() {
+                return Err(invalid("internal_listener", "expected ip:port, e.g. 0.0.0.0:9093, or empty".into()));
+            }
+            if self.listener_specs()?.iter().any(|s| s.bind == self.internal_listener) {
+                return Err(invalid("internal_listener", "must differ from the Kafka listeners".into()));
+            }
+        }
+        if !self.internal_advertised_listener.is_empty() && split_host_port(&self.internal_advertised_listener).is_none() {
+            return Err(invalid("internal_advertised_listener", "expected host:port".into()));
+        }
+        for seed in &self.cluster_seeds {
+            if split_host_port(seed.trim()).is_none() {
+                return Err(invalid("cluster_seeds", format!("{seed:?}: expected host:port")));
+            }
+        }
+        if !(10..=60_000).contains(&self.cluster_liveness_interval_ms) {
+            return Err(invalid("cluster_liveness_interval_ms", "must be between 10 and 60000".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod cluster_settings_tests {
+    use super::*;
+
+    #[test]
+    fn single_broker_is_the_default_and_cluster_settings_validate() {
+        let c = Config::default();
+        assert_eq!(c.internal_advertised(), None);
+        assert!(c.cluster_seeds.is_empty());
+        assert_eq!(c.cluster_liveness_interval_ms, 100);
+        let c = Config {
+            internal_listener: "0.0.0.0:9093".into(),
+            cluster_seeds: vec!["b1:9093".into(), "b2:9093".into()],
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.internal_advertised().as_deref(), Some("0.0.0.0:9093"));
+        let c = Config { internal_advertised_listener: "broker1:9093".into(), ..c };
+        assert_eq!(c.internal_advertised().as_deref(), Some("broker1:9093"));
+        let cases: Vec<(Config, &str)> = vec![
+            (Config { internal_listener: "nohost".into(), ..Config::default() }, "internal_listener"),
+            (Config { internal_listener: "0.0.0.0:9092".into(), ..Config::default() }, "internal_listener"),
+            (Config { cluster_seeds: vec!["b1:9093".into()], ..Config::default() }, "cluster_seeds"),
+            (
+                Config { internal_listener: "0.0.0.0:9093".into(), cluster_seeds: vec!["b1".into()], ..Config::default() },
+                "cluster_seeds",
+            ),
+            (
+                Config {
+                    internal_listener: "0.0.0.0:9093".into(),
+                    internal_advertised_listener: "x".into(),
+                    ..Config::default()
+                },
+                "internal_advertised_listener",
+            ),
+            (Config { cluster_liveness_interval_ms: 0, ..Config::default() }, "cluster_liveness_interval_ms"),
+        ];
+        for (c, key) in cases {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn cluster_flags_and_env_overlay() {
+        let cli = Cli::parse_from([
+            "fluxo",
+            "--node-id",
+            "3",
+            "--internal-listener",
+            "127.0.0.1:19093",
+            "--internal-advertised-listener",
+            "b3:19093",
+            "--cluster-seeds",
+            "b1:19093,b2:19093",
+            "--cluster-liveness-interval-ms",
+            "50",
+        ]);
+        let c = Config::load(cli).unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.internal_listener, "127.0.0.1:19093");
+        assert_eq!(c.internal_advertised().as_deref(), Some("b3:19093"));
+        assert_eq!(c.cluster_seeds, vec!["b1:19093".to_string(), "b2:19093".to_string()]);
+        assert_eq!(c.cluster_liveness_interval_ms, 50);
+        let y = Config::from_yaml("internal_listener: 127.0.0.1:9093\ncluster_seeds: [a:1, b:2]\n").unwrap();
+        assert_eq!(y.cluster_seeds.len(), 2);
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,15 @@ pub enum StorageError {
         /// The configured reserve (`min_free_disk_bytes`).
         reserve: u64,
     },
+    /// The data directory was first started as another node: a start-up error, never
+    /// seen by a client (a broker must not change identity under the cluster's feet).
+    #[error("data_dir belongs to node id {stored}, but node_id is {configured}: start with --node-id {stored}, or use another data_dir")]
+    NodeIdMismatch {
+        /// The node id stored at first start.
+        stored: i32,
+        /// The node id configured now.
+        configured: i32,
+    },
 }
 
 /// Errors that end a client connection (the protocol cannot continue on it).

@@ -73,6 +73,25 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Broker-to-broker traffic (docs/cluster.md §3): only with an internal listener.
+    let transport = match fluxo::cluster::transport::TransportSettings::from_config(broker.config()) {
+        None => None,
+        Some(settings) => match fluxo::cluster::transport::Transport::start(settings).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("fluxo: internal_listener {}: {e}", broker.config().internal_listener);
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if let Some(t) = &transport {
+        tracing::info!(
+            internal_advertised = broker.config().internal_advertised().unwrap_or_default(),
+            cluster_seeds = ?broker.config().cluster_seeds,
+            bound = %t.local_addr(),
+            "cluster settings (joining a cluster comes with the metadata group)"
+        );
+    }
     let tls: Vec<_> = listeners.iter().filter_map(|(_, _, s)| s.tls.clone()).collect();
     if !tls.is_empty() {
         tokio::spawn(fluxo::security::tls::reload_on_sighup(tls));
@@ -101,6 +120,9 @@ async fn run(config: Config) -> ExitCode {
     tokio::spawn(fluxo::broker::retention::enforce_retention_every(broker.clone(), retention));
     tokio::spawn(fluxo::broker::compaction::run_cleaner(broker.clone(), broker.shutdown_signal().clone()));
     fluxo::server::run(broker, listeners, shutdown_signal()).await;
+    if let Some(t) = transport {
+        t.shutdown().await;
+    }
     ExitCode::SUCCESS
 }
 

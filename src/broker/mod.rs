@@ -68,6 +68,7 @@ impl Broker {
         let producer_ids = ProducerIdAllocator::load(store.clone())?;
         let groups = GroupCoordinator::load(store.clone(), config.group_settings())?;
         let cluster_id = load_or_create_cluster_id(&store)?;
+        check_or_store_node_id(&store, config.node_id)?;
         let acls = acl::Acls::load(store.clone(), &config)?;
         Ok(Arc::new(Broker {
             config,
@@ -153,6 +154,28 @@ fn load_or_create_cluster_id(store: &Store) -> Result<String, StorageError> {
     let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
     db.put_cf(&meta, keys::CLUSTER_ID, id.as_bytes())?;
     Ok(id)
+}
+
+/// Stores `node_id` at the first start of a data directory; afterwards, refuses another one.
+fn check_or_store_node_id(store: &Store, node_id: i32) -> Result<(), StorageError> {
+    let db = store.db();
+    let meta = db.cf_handle(META_CF).expect("meta cf");
+    match db.get_cf(&meta, keys::NODE_ID)? {
+        Some(v) => {
+            let stored = <[u8; 4]>::try_from(v.as_slice())
+                .map(i32::from_be_bytes)
+                .map_err(|_| StorageError::CorruptMetadata("node id".into()))?;
+            if stored != node_id {
+                return Err(StorageError::NodeIdMismatch { stored, configured: node_id });
+            }
+        }
+        None => {
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.set_sync(true);
+            db.put_cf_opt(&meta, keys::NODE_ID, node_id.to_be_bytes(), &opts)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -92,3 +92,20 @@ async fn policy_limits_are_domain_errors() {
     assert!(matches!(broker.topic(TopicRef::Id(uuid::Uuid::new_v4())), Err(BrokerError::UnknownTopicId)));
     assert!(matches!(p.check_leader_epoch(1), Err(BrokerError::UnknownLeaderEpoch { .. })));
 }
+
+#[test]
+fn node_id_is_stored_at_first_start_and_a_different_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |node_id| Config { data_dir: dir.path().to_path_buf(), node_id, spare_column_families: 0, ..Config::default() };
+    drop(Broker::open(config(7)).unwrap());
+    drop(Broker::open(config(7)).expect("same node id: starts"));
+    match Broker::open(config(8)) {
+        Err(e @ StorageError::NodeIdMismatch { stored: 7, configured: 8 }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("node id 7") && msg.contains("node_id is 8"), "{msg}");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a data dir of node 7 started as node 8"),
+    }
+    assert_eq!(Broker::open(config(7)).unwrap().node_id(), 7, "the refused start changed nothing");
+}

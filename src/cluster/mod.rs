@@ -14,6 +14,7 @@
 //! A single broker with no cluster settings is a one-broker cluster and needs none of it.
 
 pub mod metadata;
+pub mod transport;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -40,6 +40,8 @@ impl KafkaError for StorageError {
             StorageError::PartitionLimitReached(_) => ResponseError::PolicyViolation,
             // Kafka answers a produce to a failed (e.g. full) log directory this way.
             StorageError::DiskFull { .. } => ResponseError::KafkaStorageError,
+            // Start-up only (Broker::open refuses to start); never reaches a client.
+            StorageError::NodeIdMismatch { .. } => ResponseError::KafkaStorageError,
         }
     }
 }

@@ -360,3 +360,7 @@ pub const METADATA_COMMITTED: &[u8] = b"ms/committed";
 pub const METADATA_PURGED: &[u8] = b"ms/purged";
 /// Key of the cluster metadata group's latest snapshot (meta and serialised state).
 pub const METADATA_SNAPSHOT: &[u8] = b"ms/snapshot";
+
+/// Key of this data directory's node id (4 big-endian bytes), written at first start;
+/// a later start with another `node_id` is refused (see `Broker::open`).
+pub const NODE_ID: &[u8] = b"node_id";
