@@ -149,6 +149,9 @@ pub struct Config {
     /// How often a broker pings every other broker on the internal listener, in ms; a peer
     /// missing three pings in a row is suspected dead (`cluster.liveness.interval.ms`).
     pub cluster_liveness_interval_ms: u64,
+    /// Replicas of a topic created with replication factor -1 in cluster mode
+    /// (`default.replication.factor`), capped at the number of live brokers.
+    pub default_replication_factor: i32,
 }
 
 /// How log lines are written.
@@ -219,6 +222,7 @@ impl Default for Config {
             internal_advertised_listener: String::new(),
             cluster_seeds: Vec::new(),
             cluster_liveness_interval_ms: 100,
+            default_replication_factor: 3,
         }
     }
 }
@@ -409,6 +413,9 @@ pub struct Cli {
     /// Interval of the liveness pings between brokers, in ms.
     #[arg(long, env = "FLUXO_CLUSTER_LIVENESS_INTERVAL_MS")]
     pub cluster_liveness_interval_ms: Option<u64>,
+    /// Replicas of a topic created with replication factor -1 (cluster mode).
+    #[arg(long, env = "FLUXO_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i32>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -515,7 +522,8 @@ impl Config {
             internal_listener,
             internal_advertised_listener,
             cluster_seeds,
-            cluster_liveness_interval_ms
+            cluster_liveness_interval_ms,
+            default_replication_factor
         );
         config.validate()?;
         Ok(config)
@@ -906,6 +914,9 @@ impl Config {
         }
         if !(10..=60_000).contains(&self.cluster_liveness_interval_ms) {
             return Err(invalid("cluster_liveness_interval_ms", "must be between 10 and 60000".into()));
+        }
+        if !(1..=i32::from(i16::MAX)).contains(&self.default_replication_factor) {
+            return Err(invalid("default_replication_factor", "must be between 1 and 32767".into()));
         }
         Ok(())
     }

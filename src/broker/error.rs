@@ -54,6 +54,15 @@ pub enum BrokerError {
     /// The authorizer refused the operation.
     #[error(transparent)]
     NotAuthorized(#[from] crate::security::acl::AuthorizationError),
+    /// Cluster mode: this broker does not lead the partition (`leader`, when known, does).
+    #[error("not the leader of this partition (leader: {leader:?})")]
+    NotLeader {
+        /// The partition's leader, when known.
+        leader: Option<i32>,
+    },
+    /// Cluster mode: the controller refused the change or could not be reached.
+    #[error(transparent)]
+    Controller(#[from] crate::cluster::metadata::ControllerError),
 }
 
 impl BrokerError {
@@ -63,6 +72,7 @@ impl BrokerError {
         match self {
             BrokerError::UnknownTopicId => BrokerError::UnknownTopicId,
             BrokerError::NotAuthorized(e) => BrokerError::NotAuthorized(*e),
+            BrokerError::NotLeader { leader } => BrokerError::NotLeader { leader: *leader },
             _ => BrokerError::UnknownTopicOrPartition,
         }
     }

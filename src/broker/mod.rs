@@ -17,6 +17,7 @@ mod partition;
 pub mod retention;
 mod topics;
 pub mod compaction;
+pub mod cluster;
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ pub struct Broker {
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     acls: acl::Acls,
+    cluster: std::sync::OnceLock<cluster::BrokerCluster>,
 }
 
 impl Broker {
@@ -80,6 +82,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             metrics: Arc::new(Metrics::default()),
             acls,
+            cluster: std::sync::OnceLock::new(),
         }))
     }
 
