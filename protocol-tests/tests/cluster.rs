@@ -169,6 +169,8 @@ fn a_restarted_broker_finds_the_brokers_topics_and_its_data() {
     let id = resp.topics[0].topic_id;
     let m = wait_on(&cluster, 1, Some(&["kept"]), "topic", |m| layout(m, "kept").is_some());
     let leader = layout(&m, "kept").unwrap()[&0].1;
+    // The leader serves the topic once it has materialised it (Metadata lists it then).
+    wait_on(&cluster, leader, Some(&["kept"]), "topic on its leader", |m| layout(m, "kept").is_some());
     let batch = encode_batch(&sample_records("kept", 3));
     assert_eq!(cluster.client(leader).produce_ok("kept", 0, batch.clone()), 0);
 
