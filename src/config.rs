@@ -1093,3 +1093,21 @@ mod tests {
         assert!(bad.validate().is_err());
     }
 }
+
+#[cfg(test)]
+mod default_replication_factor_tests {
+    use super::*;
+
+    #[test]
+    fn default_replication_factor_defaults_to_three_and_validates() {
+        assert_eq!(Config::default().default_replication_factor, 3);
+        let c = Config::load(Cli::parse_from(["fluxo", "--default-replication-factor", "2"])).unwrap();
+        assert_eq!(c.default_replication_factor, 2);
+        for bad in [0, -1, 40_000] {
+            let err = Config { default_replication_factor: bad, ..Config::default() }.validate().unwrap_err().to_string();
+            assert!(err.contains("default_replication_factor"), "{bad}: {err}");
+        }
+        let y = Config::from_yaml("default_replication_factor: 1\n").unwrap();
+        assert_eq!(y.default_replication_factor, 1);
+    }
+}

@@ -83,7 +83,7 @@ fn every_broker_lists_every_broker_with_its_own_port_and_the_same_controller() {
 
 #[test]
 fn topics_are_assigned_over_the_brokers_and_served_by_their_leader() {
-    let mut cluster = Cluster::start(3);
+    let cluster = Cluster::start(3);
     cluster.wait_for_brokers(TIMEOUT);
     // Created on broker 2, whichever broker is the controller.
     let resp = create(&mut cluster.client(2), "spread", 6, 3);

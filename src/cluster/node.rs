@@ -328,3 +328,28 @@ impl ClusterNode {
         self.inner.transport.shutdown().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A forwarded proposal's outcome crosses the transport in bincode and comes back as
+    /// the same `ControllerError` (the proposer maps it to Kafka codes).
+    #[test]
+    fn forwarded_outcomes_round_trip() {
+        let cases = [
+            ControllerError::NotController { leader: Some(2) },
+            ControllerError::NotController { leader: None },
+            ControllerError::Rejected(MetadataError::InvalidReplicationFactor { requested: 4, live: 3 }),
+            ControllerError::Unavailable("stopping".into()),
+        ];
+        for case in cases {
+            let expected = case.to_string();
+            let wire = bincode::serialize(&NodeResponse::Proposed(Err(ForwardError::from(case)))).unwrap();
+            let NodeResponse::Proposed(Err(back)) = bincode::deserialize(&wire).unwrap() else { panic!("variant") };
+            assert_eq!(ControllerError::from(back).to_string(), expected);
+        }
+        let hello = bincode::serialize(&NodeResponse::Hello { node_id: 7, has_log: true }).unwrap();
+        assert!(matches!(bincode::deserialize(&hello).unwrap(), NodeResponse::Hello { node_id: 7, has_log: true }));
+    }
+}
