@@ -11,6 +11,9 @@ use super::Inner;
 
 /// Consecutive missed pings after which a peer is suspected dead.
 pub const MISSED_TO_DEAD: u32 = 3;
+/// Consecutive missed pings after which the connection to a peer is replaced (a busy peer
+/// may miss a few; one that misses this many is not reading its socket).
+pub const MISSED_TO_RECONNECT: u32 = 10;
 
 /// Pings `peer` every liveness interval until it is removed or the transport stops,
 /// keeping its membership of the live set current.
@@ -36,6 +39,11 @@ pub(super) async fn watch_peer(inner: Arc<Inner>, peer: Arc<Peer>) {
                 missed = missed.saturating_add(1);
                 if missed >= MISSED_TO_DEAD && inner.set_live(peer.node, false) {
                     tracing::warn!(peer = peer.node, missed, error = %e, "peer suspected dead");
+                }
+                // A connected peer that does not answer (stopped process, full socket):
+                // start over on a new connection rather than queue behind the old one.
+                if missed % MISSED_TO_RECONNECT == 0 {
+                    peer.reset_connection();
                 }
             }
         }

@@ -34,6 +34,9 @@ pub(super) struct Peer {
     conn: Mutex<Option<Arc<Conn>>>,
     /// Cancelled when the peer is removed or the transport shuts down.
     pub(super) stop: CancellationToken,
+    /// Drops the current connection (and re-dials): for a peer that stopped answering, so
+    /// frames queued for it do not pile up behind a socket nobody reads.
+    reset: tokio::sync::Notify,
 }
 
 /// One established connection: the writer's queue and the calls waiting for answers.
@@ -60,7 +63,7 @@ impl Conn {
 
 impl Peer {
     pub(super) fn new(node: NodeId, addr: String, stop: CancellationToken) -> Peer {
-        Peer { node, addr: Mutex::new(addr), conn: Mutex::new(None), stop }
+        Peer { node, addr: Mutex::new(addr), conn: Mutex::new(None), stop, reset: tokio::sync::Notify::new() }
     }
 
     /// The address the next dial uses.
@@ -81,6 +84,13 @@ impl Peer {
     /// Whether a connection is established.
     pub(super) fn connected(&self) -> bool {
         self.conn.lock().is_some()
+    }
+
+    /// Closes the current connection, if any (its calls fail); the peer is re-dialled.
+    pub(super) fn reset_connection(&self) {
+        if self.connected() {
+            self.reset.notify_one();
+        }
     }
 
     /// Sends `frame` (a request with `header.correlation_id`) and waits up to `timeout`
@@ -197,6 +207,7 @@ async fn serve(inner: &Arc<Inner>, peer: &Arc<Peer>, stream: TcpStream) -> Strin
             Err(e) => format!("write failed: {e}"),
         },
         _ = peer.stop.cancelled() => "stopped".to_string(),
+        _ = peer.reset.notified() => "peer stopped answering".to_string(),
     };
     {
         let mut current = peer.conn.lock();

@@ -443,6 +443,34 @@ async fn a_broken_connection_fails_calls_in_flight_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_accepts_but_never_answers_is_suspected_dead_and_its_connection_replaced() {
+    let t = Transport::start(settings(1, "127.0.0.1:0")).await.unwrap();
+    // A "broker" whose process is stopped: the kernel accepts, nobody reads or answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            sockets.push(s);
+        }
+    });
+    let mut live = t.live_peers();
+    t.add_peer(9, &addr.to_string());
+    wait_for("a connection to the silent peer", Duration::from_secs(5), || t.is_connected(9)).await;
+    let start = Instant::now();
+    wait_for("a new connection after missed pings", Duration::from_secs(5), || {
+        t.stats().dialled.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    let took = start.elapsed();
+    assert!(took >= LIVENESS * (liveness::MISSED_TO_RECONNECT - 2), "replaced only after missed pings: {took:?}");
+    assert!(!live.borrow_and_update().contains(&9), "never answered: never live");
+    assert_eq!(t.ping(9, Duration::from_millis(50)).await.err().map(|e| matches!(e, TransportError::Timeout { .. })), Some(true));
+    t.shutdown().await;
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_to_an_unknown_group_fails_fast() {
     let cluster = Cluster::start(2).await;
     wait_for("a connection 1 -> 2", Duration::from_secs(5), || cluster.brokers[0].is_connected(2)).await;
