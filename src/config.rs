@@ -162,6 +162,9 @@ pub struct Config {
     /// lasts this long (told to clients as `session_lifetime_ms`); the client must
     /// re-authenticate before then or its connection is closed. 0: forever.
     pub connections_max_reauth_ms: u64,
+    /// Replicas of a topic created with replication factor -1 in cluster mode
+    /// (`default.replication.factor`), capped at the number of live brokers.
+    pub default_replication_factor: i32,
 }
 
 /// How log lines are written.
@@ -236,6 +239,7 @@ impl Default for Config {
             cluster_liveness_interval_ms: 100,
             metrics_token: String::new(),
             connections_max_reauth_ms: 0,
+            default_replication_factor: 3,
         }
     }
 }
@@ -438,6 +442,9 @@ pub struct Cli {
     /// Re-authentication interval of SASL sessions in ms (0: never).
     #[arg(long, env = "FLUXO_CONNECTIONS_MAX_REAUTH_MS")]
     pub connections_max_reauth_ms: Option<u64>,
+    /// Replicas of a topic created with replication factor -1 (cluster mode).
+    #[arg(long, env = "FLUXO_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i32>,
 }
 
 /// Subcommands; without one, `fluxo` runs the broker.
@@ -548,7 +555,8 @@ impl Config {
             cluster_seeds,
             cluster_liveness_interval_ms,
             metrics_token,
-            connections_max_reauth_ms
+            connections_max_reauth_ms,
+            default_replication_factor
         );
         config.validate()?;
         Ok(config)
@@ -957,6 +965,9 @@ impl Config {
         if !(10..=60_000).contains(&self.cluster_liveness_interval_ms) {
             return Err(invalid("cluster_liveness_interval_ms", "must be between 10 and 60000".into()));
         }
+        if !(1..=i32::from(i16::MAX)).contains(&self.default_replication_factor) {
+            return Err(invalid("default_replication_factor", "must be between 1 and 32767".into()));
+        }
         Ok(())
     }
 }
@@ -1130,5 +1141,23 @@ mod tests {
         assert_eq!(config.advertised_host_port(), Some(("broker.local".into(), 19092)));
         let bad = Config { advertised_listener: "nohost".into(), ..Config::default() };
         assert!(bad.validate().is_err());
+    }
+}
+
+#[cfg(test)]
+mod default_replication_factor_tests {
+    use super::*;
+
+    #[test]
+    fn default_replication_factor_defaults_to_three_and_validates() {
+        assert_eq!(Config::default().default_replication_factor, 3);
+        let c = Config::load(Cli::parse_from(["fluxo", "--default-replication-factor", "2"])).unwrap();
+        assert_eq!(c.default_replication_factor, 2);
+        for bad in [0, -1, 40_000] {
+            let err = Config { default_replication_factor: bad, ..Config::default() }.validate().unwrap_err().to_string();
+            assert!(err.contains("default_replication_factor"), "{bad}: {err}");
+        }
+        let y = Config::from_yaml("default_replication_factor: 1\n").unwrap();
+        assert_eq!(y.default_replication_factor, 1);
     }
 }

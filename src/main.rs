@@ -73,25 +73,26 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Broker-to-broker traffic (docs/cluster.md §3): only with an internal listener.
+    // Cluster mode (docs/cluster.md §3, §15): with cluster_seeds, the internal transport and
+    // this broker's member of the metadata group; joining runs in the background.
+    let cluster = match fluxo::broker::cluster::start_cluster(&broker).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fluxo: cannot join the cluster: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Without seeds, an internal listener alone serves the transport (no metadata group).
     let transport = match fluxo::cluster::transport::TransportSettings::from_config(broker.config()) {
-        None => None,
-        Some(settings) => match fluxo::cluster::transport::Transport::start(settings).await {
+        Some(settings) if cluster.is_none() => match fluxo::cluster::transport::Transport::start(settings).await {
             Ok(t) => Some(t),
             Err(e) => {
                 eprintln!("fluxo: internal_listener {}: {e}", broker.config().internal_listener);
                 return ExitCode::from(2);
             }
         },
+        _ => None,
     };
-    if let Some(t) = &transport {
-        tracing::info!(
-            internal_advertised = broker.config().internal_advertised().unwrap_or_default(),
-            cluster_seeds = ?broker.config().cluster_seeds,
-            bound = %t.local_addr(),
-            "cluster settings (joining a cluster comes with the metadata group)"
-        );
-    }
     let tls: Vec<_> = listeners.iter().filter_map(|(_, _, s)| s.tls.clone()).collect();
     if !tls.is_empty() {
         tokio::spawn(fluxo::security::tls::reload_on_sighup(tls));
@@ -127,6 +128,9 @@ async fn run(config: Config) -> ExitCode {
     fluxo::server::run(broker, listeners, shutdown_signal()).await;
     if let Some(t) = transport {
         t.shutdown().await;
+    }
+    if let Some(node) = cluster {
+        node.shutdown().await;
     }
     ExitCode::SUCCESS
 }

@@ -60,6 +60,15 @@ pub enum BrokerError {
     /// The group coordinator refused the operation (a transactional offset commit).
     #[error(transparent)]
     Group(crate::error::GroupError),
+    /// Cluster mode: this broker does not lead the partition (`leader`, when known, does).
+    #[error("not the leader of this partition (leader: {leader:?})")]
+    NotLeader {
+        /// The partition's leader, when known.
+        leader: Option<i32>,
+    },
+    /// Cluster mode: the controller refused the change or could not be reached.
+    #[error(transparent)]
+    Controller(#[from] crate::cluster::metadata::ControllerError),
 }
 
 impl BrokerError {
@@ -69,6 +78,7 @@ impl BrokerError {
         match self {
             BrokerError::UnknownTopicId => BrokerError::UnknownTopicId,
             BrokerError::NotAuthorized(e) => BrokerError::NotAuthorized(*e),
+            BrokerError::NotLeader { leader } => BrokerError::NotLeader { leader: *leader },
             _ => BrokerError::UnknownTopicOrPartition,
         }
     }

@@ -19,6 +19,7 @@ pub mod retention;
 mod topics;
 pub mod compaction;
 pub mod txn;
+pub mod cluster;
 
 use std::sync::Arc;
 
@@ -54,6 +55,7 @@ pub struct Broker {
     acls: acl::Acls,
     scram: scram::Scram,
     txns: crate::coordinator::txn::TxnCoordinator,
+    cluster: std::sync::OnceLock<cluster::BrokerCluster>,
 }
 
 impl Broker {
@@ -88,6 +90,7 @@ impl Broker {
             acls,
             scram,
             txns,
+            cluster: std::sync::OnceLock::new(),
         }))
     }
 

@@ -48,6 +48,7 @@ impl Broker {
     /// One partition of a topic.
     pub fn partition(&self, topic: &Arc<Topic>, index: i32) -> Result<Partition, BrokerError> {
         let log = topic.partition(index).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        self.check_leader(topic, index)?;
         Ok(Partition::new(topic.clone(), log.clone(), self.store.clone(), self.metrics.clone()))
     }
 

@@ -15,6 +15,7 @@
 
 pub mod metadata;
 pub mod transport;
+pub mod node;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -73,11 +73,11 @@ fn create_all(
                 return base.with_error_code(e.code()).with_error_message(Some(StrBytes::from_string(e.to_string())));
             }
             match create(broker, t, request.validate_only, &mut budget) {
-                Ok((partitions, configs, topic)) => {
+                Ok((partitions, rf, configs, topic)) => {
                     let mut created = base;
                     // v5 reports the topic's layout and configs, v7 its id.
                     if version >= 5 {
-                        created = created.with_num_partitions(partitions).with_replication_factor(1).with_configs(Some(describe(&configs)));
+                        created = created.with_num_partitions(partitions).with_replication_factor(rf).with_configs(Some(describe(&configs)));
                     }
                     if version >= 7 {
                         created = created.with_topic_id(topic.map(|t| t.id).unwrap_or_default());
@@ -91,11 +91,15 @@ fn create_all(
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-type Created = (i32, BTreeMap<String, String>, Option<Arc<Topic>>);
+/// Partitions, replication factor, config overrides and the topic (None: validate only).
+type Created = (i32, i16, BTreeMap<String, String>, Option<Arc<Topic>>);
 
 fn create(broker: &Broker, t: CreatableTopic, validate_only: bool, budget: &mut PartitionBudget) -> Result<Created, BrokerError> {
     let name = t.name.0.as_str();
     let partitions = if !t.assignments.is_empty() {
+        if broker.cluster().is_some() {
+            return Err(StorageError::InvalidReplicaAssignment("manual replica assignments are not supported in cluster mode yet".into()).into());
+        }
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err(StorageError::InvalidRequest(
                 "num_partitions and replication_factor must be -1 with a manual assignment".into(),
@@ -111,6 +115,9 @@ fn create(broker: &Broker, t: CreatableTopic, validate_only: bool, budget: &mut 
     } else {
         t.num_partitions
     };
+    if broker.cluster().is_some() {
+        return create_replicated(broker, t, partitions, validate_only, budget);
+    }
     match t.replication_factor {
         -1 | 1 => {}
         rf if rf > 1 => {
@@ -131,11 +138,37 @@ fn create(broker: &Broker, t: CreatableTopic, validate_only: bool, budget: &mut 
         // The topics validated before this one in the request count against the broker's cap.
         broker.check_partition_capacity(budget.used + partitions as usize)?;
         budget.used += partitions as usize;
-        return Ok((partitions, configs, None));
+        return Ok((partitions, 1, configs, None));
     }
     let topic = broker.create_topic(name, partitions, configs.clone())?;
     budget.used += partitions as usize;
-    Ok((partitions, configs, Some(topic)))
+    Ok((partitions, 1, configs, Some(topic)))
+}
+
+/// Cluster mode: validated as for one broker, then assigned over the live brokers and
+/// committed by the controller (`replication_factor` -1: `default_replication_factor`).
+fn create_replicated(
+    broker: &Broker,
+    t: CreatableTopic,
+    partitions: i32,
+    validate_only: bool,
+    budget: &mut PartitionBudget,
+) -> Result<Created, BrokerError> {
+    let configs = configs_of(&t)?;
+    budget.check(partitions)?;
+    let requested = i32::from(t.replication_factor);
+    let (rf, topic) = broker.create_topic_replicated(t.name.0.as_str(), partitions, requested, configs.clone(), validate_only)?;
+    budget.used += partitions as usize;
+    Ok((partitions, i16::try_from(rf).unwrap_or(i16::MAX), configs, topic))
+}
+
+fn configs_of(t: &CreatableTopic) -> Result<BTreeMap<String, String>, BrokerError> {
+    let mut configs = BTreeMap::new();
+    for c in &t.configs {
+        let value = c.value.as_ref().ok_or_else(|| StorageError::InvalidConfig(format!("null value for {}", c.name.as_str())))?;
+        configs.insert(c.name.to_string(), value.to_string());
+    }
+    Ok(configs)
 }
 
 /// The effective configs of a new topic, as CreateTopics v5+ returns them.

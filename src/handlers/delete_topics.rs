@@ -32,16 +32,22 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Delet
     } else {
         request.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
     };
-    let responses = wanted
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        responses.push({
             let requested_name = name.as_ref().map(|n| n.0.to_string());
             let target = match &name {
                 Some(n) => TopicRef::Name(n.0.as_str()),
                 None => TopicRef::Id(id),
             };
             let allowed = super::auth::topic(&broker, &session, crate::security::acl::Operation::Delete, target);
-            let result = match allowed.and_then(|_| broker.delete_topic(target)) {
+            // Cluster mode: the controller deletes the topic; every broker drops it.
+            let deleted = match allowed {
+                Ok(_) if broker.cluster().is_some() => broker.delete_topic_replicated(target).await,
+                Ok(_) => broker.delete_topic(target),
+                Err(e) => Err(e),
+            };
+            let result = match deleted {
                 Ok(topic) => {
                     DeletableTopicResult::default().with_name(Some(topic_name(&topic.name))).with_topic_id(topic.id)
                 }
@@ -52,7 +58,7 @@ pub async fn handle(broker: Arc<Broker>, session: super::Session, request: Delet
                     .with_error_message(error_message(&e)),
             };
             for_version(result, version)
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

@@ -25,7 +25,7 @@ pub async fn handle(
 ) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_string()))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_controller_id(BrokerId(super::metadata::controller_id(&broker)))
         .with_endpoint_type(ENDPOINT_BROKERS)
         .with_cluster_authorized_operations(auth::operations_if(
             request.include_cluster_authorized_operations,
@@ -39,6 +39,20 @@ pub async fn handle(
         return response
             .with_error_code(ResponseError::MismatchedEndpointType.code())
             .with_error_message(Some(StrBytes::from_static_str("this listener serves brokers, not controllers")));
+    }
+    // Cluster mode: every registered, unfenced broker (this one alone until registered).
+    if let Some(all) = broker.cluster_brokers(&endpoint.host, endpoint.port) {
+        return response.with_brokers(
+            all.into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.node_id))
+                        .with_host(StrBytes::from_string(b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.map(StrBytes::from_string))
+                })
+                .collect(),
+        );
     }
     response.with_brokers(vec![DescribeClusterBroker::default()
         .with_broker_id(BrokerId(broker.node_id()))

@@ -86,6 +86,28 @@ impl KafkaError for BrokerError {
             BrokerError::NotAuthorized(e) => e.kafka_error(),
             BrokerError::Txn(e) => e.kafka_error(),
             BrokerError::Group(e) => e.kafka_error(),
+            BrokerError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+            BrokerError::Controller(e) => e.kafka_error(),
+        }
+    }
+}
+
+impl KafkaError for crate::cluster::metadata::ControllerError {
+    fn kafka_error(&self) -> ResponseError {
+        use crate::cluster::metadata::{ControllerError, MetadataError};
+        match self {
+            ControllerError::NotController { .. } => ResponseError::NotController,
+            // The controller did not commit in time (no quorum, or still electing).
+            ControllerError::Unavailable(_) => ResponseError::RequestTimedOut,
+            ControllerError::Rejected(e) => match e {
+                MetadataError::UnknownBroker(_) => ResponseError::BrokerNotAvailable,
+                MetadataError::TopicAlreadyExists(_) | MetadataError::TopicIdInUse(_) => ResponseError::TopicAlreadyExists,
+                MetadataError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+                MetadataError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+                MetadataError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+                MetadataError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+                MetadataError::ProducerIdsExhausted => ResponseError::UnknownServerError,
+            },
         }
     }
 }

@@ -23,7 +23,8 @@ pub const VERSIONS: Versions = Versions::new(0, 13);
 pub async fn handle(broker: Arc<Broker>, session: Session, request: MetadataRequest, version: i16) -> MetadataResponse {
     let endpoint = session.endpoint.clone();
     let describable = |name: &str| auth::allowed(&broker, &session, Operation::Describe, ResourceType::Topic, name);
-    let auto_create = broker.config().auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    // Cluster mode: topics are created through the controller only (CreateTopics).
+    let auto_create = broker.cluster().is_none() && broker.config().auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     // Kafka's bit field of what the principal may do on each topic, when asked for.
     let ops = |name: &str| auth::operations_if(request.include_topic_authorized_operations, &broker, &session, ResourceType::Topic, name);
     let wanted = match request.topics {
@@ -64,9 +65,9 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: MetadataRequ
             })
             .collect(),
     };
-    let mut response = MetadataResponse::default().with_brokers(vec![this_broker(&broker, &endpoint)]).with_topics(topics);
+    let mut response = MetadataResponse::default().with_brokers(brokers(&broker, &endpoint)).with_topics(topics);
     if version >= 1 {
-        response.controller_id = BrokerId(broker.node_id());
+        response.controller_id = BrokerId(controller_id(&broker));
     }
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_string()));
@@ -85,6 +86,32 @@ fn cluster_operations(broker: &Broker, session: &Session, wanted: bool) -> i32 {
         0
     } else {
         auth::authorized_operations(broker, session, ResourceType::Cluster, cluster)
+    }
+}
+
+/// Every registered, unfenced broker in cluster mode (this one alone until its
+/// registration is applied), else this broker.
+fn brokers(broker: &Broker, endpoint: &Endpoint) -> Vec<MetadataResponseBroker> {
+    match broker.cluster_brokers(&endpoint.host, endpoint.port) {
+        Some(all) => all
+            .into_iter()
+            .map(|b| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.node_id))
+                    .with_host(StrBytes::from_string(b.host))
+                    .with_port(b.port)
+                    .with_rack(b.rack.map(StrBytes::from_string))
+            })
+            .collect(),
+        None => vec![this_broker(broker, endpoint)],
+    }
+}
+
+/// The controller: group 0's leader in cluster mode (-1 while none is known), else this broker.
+pub fn controller_id(broker: &Broker) -> i32 {
+    match broker.cluster() {
+        Some(_) => broker.controller_id().unwrap_or(-1),
+        None => broker.node_id(),
     }
 }
 
@@ -128,15 +155,21 @@ fn by_id(broker: &Broker, id: Uuid, ops: i32, version: i16) -> MetadataResponseT
 
 fn describe(broker: &Broker, topic: &Arc<Topic>, ops: i32, version: i16) -> MetadataResponseTopic {
     let node = BrokerId(broker.node_id());
+    // Cluster mode: replicas from the controller's assignment, leader = first replica.
+    let assigned = broker.partition_replicas(topic);
     let partitions = broker
         .partitions(topic)
         .iter()
         .map(|p| {
+            let (leader, replicas) = match assigned.as_ref().and_then(|a| usize::try_from(p.index()).ok().and_then(|i| a.get(i))) {
+                Some(r) => (BrokerId(r.leader), r.replicas.iter().map(|&b| BrokerId(b)).collect()),
+                None => (node, vec![node]),
+            };
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(p.index())
-                .with_leader_id(node)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node]);
+                .with_leader_id(leader)
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas);
             // Leader epochs are reported from v7.
             if version >= 7 {
                 partition.with_leader_epoch(p.offsets().leader_epoch)

@@ -225,8 +225,19 @@ impl TopicStore {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, StorageError> {
+        self.create_with_id(name, Uuid::new_v4(), partitions, configs)
+    }
+
+    /// [`TopicStore::create`] with a topic id chosen elsewhere (in cluster mode, the
+    /// controller's: every broker materialises the topic under the same id).
+    pub fn create_with_id(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, StorageError> {
         self.validate_create(name, partitions, &configs)?;
-        let id = Uuid::new_v4();
         let cfs = self.take_cfs(id, 0..partitions)?;
         let _admin = self.admin.lock();
         if let Err(e) = self.validate_create(name, partitions, &configs) {
