@@ -79,6 +79,18 @@ fn every_broker_lists_every_broker_with_its_own_port_and_the_same_controller() {
         assert!((1..=3).contains(&d.controller_id.0), "DescribeCluster controller {}", d.controller_id.0);
     }
     assert_eq!(controllers.len(), 1, "every broker names the same controller: {controllers:?}");
+    // One cluster id for the whole cluster: each data directory makes its own, and the
+    // first claim committed through the controller wins on every broker.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let ids: BTreeSet<String> =
+            (1..=3).map(|n| cluster.client(n).metadata(None).cluster_id.map(|c| c.to_string()).unwrap_or_default()).collect();
+        if ids.len() == 1 && !ids.contains("") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "brokers report different cluster ids: {ids:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -73,6 +73,13 @@ async fn run_member(broker: Arc<Broker>, node: ClusterNode) {
         _ = node.join() => {}
         _ = broker.shutdown.cancelled() => return,
     }
+    if node.metadata().cluster_id().is_none() {
+        // The first broker's claim names the cluster; the others' change nothing.
+        let claim = MetadataCommand::ClaimClusterId { cluster_id: broker.cluster_id.clone() };
+        if let Err(e) = node.propose(claim, Duration::from_secs(30)).await {
+            tracing::warn!(error = %e, "could not claim the cluster id; reporting this data directory's");
+        }
+    }
     let mut watch = node.watch();
     loop {
         let state = watch.borrow_and_update().clone();

@@ -115,8 +115,12 @@ impl Broker {
     }
 
     /// Cluster id, stable across restarts.
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+    pub fn cluster_id(&self) -> String {
+        // Cluster mode: the id the metadata group settled on, the same on every broker.
+        match self.cluster().and_then(|c| c.metadata().cluster_id().map(str::to_string)) {
+            Some(id) => id,
+            None => self.cluster_id.clone(),
+        }
     }
 
     /// Cancelled when the broker starts shutting down; long polls end early.

@@ -24,7 +24,7 @@ pub async fn handle(
     version: i16,
 ) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_string()))
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id()))
         .with_controller_id(BrokerId(super::metadata::controller_id(&broker)))
         .with_endpoint_type(ENDPOINT_BROKERS)
         .with_cluster_authorized_operations(auth::operations_if(

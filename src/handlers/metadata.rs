@@ -70,7 +70,7 @@ pub async fn handle(broker: Arc<Broker>, session: Session, request: MetadataRequ
         response.controller_id = BrokerId(controller_id(&broker));
     }
     if version >= 2 {
-        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_string()));
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id()));
     }
     response
         .with_cluster_authorized_operations(cluster_operations(&broker, &session, request.include_cluster_authorized_operations))

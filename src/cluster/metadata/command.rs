@@ -98,6 +98,12 @@ pub enum MetadataCommand {
         /// The broker asking.
         broker: NodeId,
     },
+    /// Names the cluster (Kafka's cluster id) once: the first claim committed wins and
+    /// later ones change nothing, so every broker reports the same id.
+    ClaimClusterId {
+        /// The id the proposing broker made for its data directory.
+        cluster_id: String,
+    },
 }
 
 /// What applying a command produced, when it succeeded.
@@ -179,6 +185,7 @@ mod tests {
             MetadataCommand::CreatePartitions { topic_id: id, assignments: vec![vec![3]] },
             MetadataCommand::AlterTopicConfigs { topic_id: id, configs: BTreeMap::new() },
             MetadataCommand::AllocateProducerIds { broker: 3 },
+            MetadataCommand::ClaimClusterId { cluster_id: "c".into() },
         ];
         for (index, cmd) in commands.iter().enumerate() {
             let bytes = bincode::serialize(cmd).unwrap();

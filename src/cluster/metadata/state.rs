@@ -101,6 +101,8 @@ pub struct ClusterMetadata {
     next_producer_id: i64,
     /// Epoch the next registration gets.
     next_broker_epoch: u64,
+    /// The cluster's id, once a broker claimed it.
+    cluster_id: Option<String>,
 }
 
 impl ClusterMetadata {
@@ -113,6 +115,10 @@ impl ClusterMetadata {
                 let node_id = registration.node_id;
                 self.brokers.insert(node_id, BrokerInfo { registration, epoch: broker_epoch, fenced: false });
                 Ok(Applied::BrokerRegistered { broker_epoch })
+            }
+            MetadataCommand::ClaimClusterId { cluster_id } => {
+                self.cluster_id.get_or_insert(cluster_id);
+                Ok(Applied::Done)
             }
             MetadataCommand::FenceBroker { node_id } => self.set_fenced(node_id, true),
             MetadataCommand::UnfenceBroker { node_id } => self.set_fenced(node_id, false),
@@ -237,6 +243,11 @@ impl ClusterMetadata {
     /// The topic with this name.
     pub fn topic_by_name(&self, name: &str) -> Option<&TopicInfo> {
         self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+    }
+
+    /// The cluster's id (None until a broker claimed one).
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
     }
 
     /// The first producer id no block has covered yet.
