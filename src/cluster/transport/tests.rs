@@ -595,6 +595,8 @@ fn cpu_secs() -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: minutes of CPU"]
 async fn quiescent_groups_over_tcp() {
+    // The figures are reported as tracing events (shown with --nocapture).
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
     let n: u128 = std::env::var("FLUXO_BENCH_GROUPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let cluster = Cluster::start(3).await;
     // With ticks off a vote lost to a missing connection is never retried by openraft.
@@ -654,7 +656,7 @@ async fn quiescent_groups_over_tcp() {
     let (c0, t0) = (cpu_secs(), Instant::now());
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle = (cpu_secs() - c0) / t0.elapsed().as_secs_f64();
-    eprintln!(
+    tracing::info!(
         "groups={n} replicas={} create={create:?} elect_all={elect:?} idle_cpu_cores={idle:.3} idle_us_per_group_per_s={:.1}",
         n * 3,
         idle * 1e6 / n as f64
@@ -690,7 +692,7 @@ async fn quiescent_groups_over_tcp() {
     let secs = t0.elapsed().as_secs_f64();
     let cpu = (cpu_secs() - c0) / secs;
     let pct = |p: f64| lat.get(((lat.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(0);
-    eprintln!(
+    tracing::info!(
         "writes: commits_per_s={:.0} p50_us={} p99_us={} cpu_cores={cpu:.2} cpu_us_per_commit={:.1}",
         lat.len() as f64 / secs,
         pct(0.5),
@@ -752,7 +754,7 @@ async fn quiescent_groups_over_tcp() {
     }
     let mut ms: Vec<u128> = done.iter().flatten().map(|d| d.as_millis()).collect();
     ms.sort_unstable();
-    eprintln!(
+    tracing::info!(
         "failover: groups_led_by_dead_broker={} re_elected={} first_ms={} p50_ms={} all_ms={}",
         led.len(),
         ms.len(),
